@@ -76,8 +76,8 @@ class Context:
             "secret": self.secrets.__getitem__,
             "hosts": e.hosts, "role": e.with_role,
             "primary": self.primary,
-            "replicas": [h for h in e.with_role("db_replica") + e.with_role("db_primary")
-                         if h.name != self.primary.name],
+            "replicas": [h for h in e.hosts if (h.has("db_replica") or h.has("db_primary"))
+                         and h.name != self.primary.name],
             "pgbouncer": (e.with_role("pgbouncer") or [None])[0],
             "redis_master": (e.with_role("redis_master") or [None])[0],
             "sentinels": sentinels,
