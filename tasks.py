@@ -66,8 +66,26 @@ def secrets_init(c, hosts=None):
         print(f"{path}: every secret already set")
 
 
+@task(help={"k": "only tests matching this expression (pytest -k)",
+            "unit": "only the unit and checker tests (no lab)"})
+def test(c, k=None, unit=False):
+    """Run the test suite (unit, real config checkers, lab); no tests collected is a failure."""
+    import subprocess
+    import sys
+    args = [sys.executable, "-m", "pytest"]
+    if k:
+        args += ["-k", k]
+    if unit:
+        args += ["-m", "not lab"]
+    code = subprocess.call(args)
+    if code == 5:
+        print("error: pytest collected no tests", file=sys.stderr)
+        code = 1
+    raise SystemExit(code)
+
+
 secrets_ns = Collection("secrets")
 secrets_ns.add_task(secrets_init)
 
-ns = Collection(render, check, capacity)
+ns = Collection(render, check, capacity, test)
 ns.add_collection(secrets_ns)
