@@ -84,8 +84,72 @@ def test(c, k=None, unit=False):
     raise SystemExit(code)
 
 
+def _lab(hosts):
+    from bmms_fab import lab as lab_mod
+    from bmms_fab.labctl import require_root
+    require_root()
+    return lab_mod.Lab(load_env(hosts or "lab"))
+
+
+@task(name="up", help={"hosts": "environment to run as a lab (default: lab)"})
+@reports_errors
+def lab_up(c, hosts="lab"):
+    """Boot one Debian 12 container per host of the lab environment (idempotent)."""
+    import time
+    from bmms_fab import labctl
+    lab = _lab(hosts)
+    t0 = time.monotonic()
+    labctl.up(lab)
+    print(f"lab: {len(lab.env.hosts)} hosts up in {time.monotonic() - t0:.1f}s "
+          f"(known hosts: {lab.known_hosts})")
+
+
+@task(name="down", help={"hosts": "lab environment (default: lab)"})
+@reports_errors
+def lab_down(c, hosts="lab"):
+    """Stop and remove the lab: containers, mounts, namespaces, veths, bridge, apt proxy."""
+    from bmms_fab import labctl
+    labctl.down(_lab(hosts))
+    print("lab: down, nothing left running")
+
+
+@task(name="stop", help={"hosts": "lab environment (default: lab)"})
+@reports_errors
+def lab_stop(c, hosts="lab"):
+    """Stop the lab's hosts but keep their changes for lab.start."""
+    from bmms_fab import labctl
+    labctl.stop(_lab(hosts))
+    print("lab: stopped (changes kept; `inv lab.start` resumes)")
+
+
+@task(name="start", help={"hosts": "lab environment (default: lab)"})
+@reports_errors
+def lab_start(c, hosts="lab"):
+    """Start a stopped lab again, with each host's changes."""
+    lab_up(c, hosts)
+
+
+@task(name="status", help={"hosts": "lab environment (default: lab)"})
+@reports_errors
+def lab_status(c, hosts="lab"):
+    """Show each lab host: up/down, address, systemd state."""
+    from bmms_fab import labctl
+    lab = _lab(hosts)
+    rows = labctl.status(lab)
+    states = labctl.systemd_states(lab, [r["host"] for r in rows if r["running"]])
+    print(f"{'host':<10} {'address':<15} {'state':<6} systemd")
+    for r in rows:
+        print(f"{r['host']:<10} {r['address']:<15} {'up' if r['running'] else 'down':<6} "
+              f"{states.get(r['host'], '-')}")
+
+
+lab_ns = Collection("lab")
+for t_ in (lab_up, lab_down, lab_stop, lab_start, lab_status):
+    lab_ns.add_task(t_)
+
 secrets_ns = Collection("secrets")
 secrets_ns.add_task(secrets_init)
 
 ns = Collection(render, check, capacity, test)
 ns.add_collection(secrets_ns)
+ns.add_collection(lab_ns)
