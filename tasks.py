@@ -84,6 +84,40 @@ def test(c, k=None, unit=False):
     raise SystemExit(code)
 
 
+def _limit(limit):
+    return [n.strip() for n in limit.split(",") if n.strip()] if limit else None
+
+
+@task(help={"hosts": "environment in hosts.yml", "yes": "trust without asking",
+            "limit": "only these hosts (comma-separated names)"})
+@reports_errors
+def trust(c, hosts=None, yes=False, limit=None):
+    """Show each host's SSH key fingerprint and record it in known_hosts when confirmed."""
+    from bmms_fab import executor
+    env = load_env(hosts)
+
+    def confirm(question):
+        if yes:
+            return True
+        return input(question + " [y/N] ").strip().lower() in ("y", "yes")
+
+    for line in executor.trust(executor.targets(env, _limit(limit)), confirm):
+        print(line)
+
+
+@task(help={"hosts": "environment in hosts.yml", "limit": "only these hosts (comma-separated)",
+            "dry_run": "show what would change, change nothing",
+            "diff": "show unified diffs (secrets masked) and change nothing"})
+@reports_errors
+def configure(c, hosts=None, limit=None, dry_run=False, diff=False):
+    """Converge every host's configuration files; services reload/restart only if theirs changed."""
+    from bmms_fab import configure as configure_mod
+    env = load_env(hosts)
+    ok = configure_mod.run(env, limit=_limit(limit), dry_run=dry_run or diff, diff=diff)
+    if not ok:
+        raise SystemExit(1)
+
+
 def _lab(hosts):
     from bmms_fab import lab as lab_mod
     from bmms_fab.labctl import require_root
@@ -99,6 +133,7 @@ def lab_up(c, hosts="lab"):
     from bmms_fab import labctl
     lab = _lab(hosts)
     t0 = time.monotonic()
+    secrets_mod.init(lab.env)     # the lab's own secrets, generated once
     labctl.up(lab)
     print(f"lab: {len(lab.env.hosts)} hosts up in {time.monotonic() - t0:.1f}s "
           f"(known hosts: {lab.known_hosts})")
@@ -150,6 +185,6 @@ for t_ in (lab_up, lab_down, lab_stop, lab_start, lab_status):
 secrets_ns = Collection("secrets")
 secrets_ns.add_task(secrets_init)
 
-ns = Collection(render, check, capacity, test)
+ns = Collection(render, check, capacity, test, trust, configure)
 ns.add_collection(secrets_ns)
 ns.add_collection(lab_ns)
