@@ -41,13 +41,17 @@ def _save_pending(handlers):
     os.replace(tmp, STATE)
 
 
+MARKER = b"Managed by bmms-fab"
+
+
 def _stat(path):
     try:
         st = os.stat(path)
         with open(path, "rb") as fh:
-            digest = hashlib.sha256(fh.read()).hexdigest()
+            data = fh.read()
     except FileNotFoundError:
         return None
+    digest = hashlib.sha256(data).hexdigest()
     try:
         owner = pwd.getpwuid(st.st_uid).pw_name
     except KeyError:
@@ -56,7 +60,8 @@ def _stat(path):
         group = grp.getgrgid(st.st_gid).gr_name
     except KeyError:
         group = str(st.st_gid)
-    return {"sha256": digest, "mode": st.st_mode & 0o7777, "owner": owner, "group": group}
+    return {"sha256": digest, "mode": st.st_mode & 0o7777, "owner": owner, "group": group,
+            "managed": MARKER in data[:300]}
 
 
 def facts(payload):
@@ -119,6 +124,9 @@ def _handler_cmd(h):
         return ["systemctl", "restart", unit]
     if action == "reload":
         return ["systemctl", "reload-or-restart", unit]
+    if action == "try-restart":   # exit 5: no such unit (its package is not installed): fine
+        return ["sh", "-c", 'systemctl try-restart "$0"; rc=$?; [ $rc = 5 ] && exit 0; exit $rc',
+                unit]
     raise ValueError("unknown handler " + h)
 
 

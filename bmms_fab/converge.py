@@ -46,8 +46,10 @@ def compare(plan: HostPlan, facts: dict) -> Changes:
         cur = have.get(f.path)
         if cur is None:
             kind = "create"
+        elif f.create_only and cur.get("managed", True):
+            continue             # ours, and the service keeps it up to date itself
         elif f.create_only:
-            continue
+            kind = "update"      # a packaged default: replace it once
         elif cur["sha256"] != f.sha256:
             kind = "update"
         elif (cur["mode"], cur["owner"], cur["group"]) != (f.mode, f.owner, f.group):

@@ -14,7 +14,7 @@ class Handler:
     unit: str
 
     def __post_init__(self) -> None:
-        if self.action not in ("restart", "reload", "daemon-reload"):
+        if self.action not in ("restart", "reload", "try-restart", "daemon-reload"):
             raise ValueError(f"unknown handler action {self.action!r}")
 
     def __str__(self) -> str:
@@ -32,6 +32,11 @@ def restart(unit: str) -> Handler:
 
 def reload(unit: str) -> Handler:
     return Handler("reload", unit)
+
+
+def try_restart(unit: str) -> Handler:
+    """Restart if the unit exists and runs (Grafana only where its package is installed)."""
+    return Handler("try-restart", unit)
 
 
 DAEMON_RELOAD = Handler("daemon-reload", "systemd")

@@ -1,6 +1,6 @@
 """Prometheus (scraping every exporter and the app), alert rules, Grafana provisioning."""
 
-from ..plan import ManagedFile, reload, restart
+from ..plan import ManagedFile, reload, try_restart
 from ..render import TEMPLATES_DIR, Context
 
 EXPORTER_JOBS = (
@@ -23,14 +23,14 @@ def files(ctx: Context) -> list[ManagedFile]:
     extra = {"exporter_jobs": jobs, "self_signed": not ctx.env.tls.get("certificate")}
     prom = reload("prometheus")
     out = [
-        ctx.file("/etc/prometheus/prometheus.yml", "prometheus/prometheus.yml.j2",
-                 context=extra, notify=(prom,), check="promtool check config {path}"),
         ctx.file("/etc/prometheus/bmms-rules.yml", "prometheus/bmms-rules.yml.j2",
                  notify=(prom,), check="promtool check rules {path}"),
+        ctx.file("/etc/prometheus/prometheus.yml", "prometheus/prometheus.yml.j2",
+                 context=extra, notify=(prom,), check="promtool check config {path}"),
         ctx.file("/etc/grafana/provisioning/datasources/bmms.yml", "grafana/datasource.yml.j2",
-                 notify=(restart("grafana-server"),)),
+                 notify=(try_restart("grafana-server"),)),
         ctx.file("/etc/grafana/provisioning/dashboards/bmms.yml", "grafana/dashboards.yml.j2",
-                 notify=(restart("grafana-server"),)),
+                 notify=(try_restart("grafana-server"),)),
     ]
     for name in DASHBOARDS:  # raw JSON: Grafana legends use {{ }} themselves
         out.append(ManagedFile(f"/var/lib/grafana/dashboards/bmms/{name}",
