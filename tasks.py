@@ -118,6 +118,16 @@ def configure(c, hosts=None, limit=None, dry_run=False, diff=False):
         raise SystemExit(1)
 
 
+@task(help={"hosts": "environment in hosts.yml"})
+@reports_errors
+def deploy(c, hosts=None):
+    """Deploy the whole platform: packages, configs, database, release, rolling restart."""
+    from bmms_fab import deploy as deploy_mod
+    env = load_env(hosts)
+    report = deploy_mod.deploy(env)
+    print(report.summary())
+
+
 def _lab(hosts):
     from bmms_fab import lab as lab_mod
     from bmms_fab.labctl import require_root
@@ -185,6 +195,6 @@ for t_ in (lab_up, lab_down, lab_stop, lab_start, lab_status):
 secrets_ns = Collection("secrets")
 secrets_ns.add_task(secrets_init)
 
-ns = Collection(render, check, capacity, test, trust, configure)
+ns = Collection(render, check, capacity, test, trust, configure, deploy)
 ns.add_collection(secrets_ns)
 ns.add_collection(lab_ns)

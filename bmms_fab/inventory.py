@@ -75,11 +75,20 @@ APP = {
     "celery_app": Field("str", required=True),
     "env": Field("map", default={}, values=Field("str")),
     "health": Field("map", default={"path": "/health/", "ready_path": "/ready/",
-                                    "host_header": None, "timeout": 5},
+                                    "host_header": None, "timeout": 5, "passes": 3,
+                                    "start_timeout": 120, "drain_timeout": 30},
                     fields={"path": Field("str", default="/health/"),
                             "ready_path": Field("str", default="/ready/"),
-                            "host_header": Field("str"),
-                            "timeout": Field("int", default=5, check=s.positive)}),
+                            "host_header": Field("str", doc="Host header of health checks "
+                                                 "(must be in ALLOWED_HOSTS)"),
+                            "timeout": Field("int", default=5, check=s.positive,
+                                             doc="seconds per check request"),
+                            "passes": Field("int", default=3, check=s.positive,
+                                            doc="checks in a row that must pass"),
+                            "start_timeout": Field("int", default=120, check=s.positive,
+                                                   doc="seconds a new colour has to pass"),
+                            "drain_timeout": Field("int", default=30, check=s.positive,
+                                                   doc="seconds to wait for in-flight requests")}),
     "keep_releases": Field("int", default=5, check=s.positive),
 }
 

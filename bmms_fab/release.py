@@ -21,7 +21,13 @@ from . import PROJECT_ROOT
 from .errors import BmmsError
 from .inventory import Environment
 
-HOST_PYTHON = "3.11"           # Debian 12
+HOST_PYTHON = "3.11.2"         # Debian 12's python3
+# Environment markers are evaluated for the hosts, not for this machine's Python.
+HOST_MARKERS = {"python_version": "3.11", "python_full_version": HOST_PYTHON,
+                "implementation_name": "cpython", "implementation_version": HOST_PYTHON,
+                "platform_python_implementation": "CPython", "platform_machine": "x86_64",
+                "platform_system": "Linux", "sys_platform": "linux", "os_name": "posix",
+                "platform_release": "", "platform_version": ""}
 HOST_PLATFORMS = ("manylinux2014_x86_64", "manylinux_2_17_x86_64", "manylinux_2_24_x86_64",
                   "manylinux_2_28_x86_64", "manylinux_2_31_x86_64", "manylinux_2_34_x86_64",
                   "manylinux_2_35_x86_64", "linux_x86_64")
@@ -104,13 +110,13 @@ def build(env: Environment, log=print) -> Release:
         raise ReleaseError(f"{src}: not an installable Python project (no pyproject.toml)")
     if not req.exists():
         raise ReleaseError(f"{req}: requirements file not found")
-    rid, rev = release_id(src)
-    out = BUILD_DIR / "releases" / rid
+    source_id, rev = release_id(src)
+    out = BUILD_DIR / "releases" / source_id
     manifest = out / "release.json"
     if manifest.exists():
         data = json.loads(manifest.read_text())
-        return Release(rid, out, data["wheels"], data["app_wheel"], data["revision"])
-    log(f"build: release {rid} from {src}")
+        return Release(data["id"], out, data["wheels"], data["app_wheel"], data["revision"])
+    log(f"build: release of {source_id} from {src}")
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     wheels = tmp / "wheels"
@@ -125,10 +131,21 @@ def build(env: Environment, log=print) -> Release:
     shutil.rmtree(copy)
     app_wheel = next(p.name for p in wheels.glob("*.whl"))
     plat = [a for p in HOST_PLATFORMS for a in ("--platform", p)]
-    _run(pip + ["download", "--quiet", "--only-binary=:all:", "--python-version", HOST_PYTHON,
-                "--implementation", "cp", *plat, "--dest", str(wheels), "-r", str(req)],
-         "dependency wheels (for the hosts' Python " + HOST_PYTHON + ")")
+    download = pip + ["download", "--quiet", "--only-binary=:all:", "--python-version",
+                      HOST_PYTHON, "--implementation", "cp", *plat, "--dest", str(wheels)]
+    _run(download + ["-r", str(req)], "dependency wheels (for the hosts' Python " + HOST_PYTHON + ")")
+    # pip judges some markers (python_full_version) by this machine's Python: close the set
+    # of wheels under the hosts' own markers.
+    for _ in range(10):
+        missing = missing_requirements(wheels)
+        if not missing:
+            break
+        _run(download + missing, "dependency wheels for the hosts' markers")
+    else:
+        raise ReleaseError(f"build: cannot complete the wheelhouse: {missing_requirements(wheels)}")
     sums = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(wheels.glob("*.whl"))}
+    # the id names the source revision and the exact set of wheels installed with it
+    rid = f"{source_id}-{hashlib.sha256(json.dumps(sums, sort_keys=True).encode()).hexdigest()[:6]}"
     (tmp / "release.json").write_text(json.dumps(
         {"id": rid, "revision": rev, "app_wheel": app_wheel, "wheels": sums}, indent=2))
     shutil.rmtree(out, ignore_errors=True)
@@ -139,3 +156,39 @@ def build(env: Environment, log=print) -> Release:
 def wheel_project(filename: str) -> str:
     """Normalised project name of a wheel file name."""
     return re.sub(r"[-_.]+", "-", filename.split("-")[0]).lower()
+
+
+def _metadata(wheel: Path) -> str:
+    import zipfile
+    with zipfile.ZipFile(wheel) as z:
+        name = next(n for n in z.namelist() if n.endswith(".dist-info/METADATA"))
+        return z.read(name).decode()
+
+
+def missing_requirements(wheels: Path) -> list[str]:
+    """Requirements of the wheels (their markers evaluated for the hosts) that no wheel meets."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+    from packaging.version import Version
+
+    have: dict[str, Version] = {}
+    reqs: list[tuple[Requirement, set[str]]] = []
+    for w in sorted(wheels.glob("*.whl")):
+        parts = w.name.split("-")
+        have[canonicalize_name(parts[0])] = Version(parts[1])
+    extras_wanted: dict[str, set[str]] = {}
+    for w in sorted(wheels.glob("*.whl")):
+        for line in _metadata(w).splitlines():
+            if line.startswith("Requires-Dist:"):
+                reqs.append((Requirement(line.split(":", 1)[1].strip()),
+                             extras_wanted.setdefault(canonicalize_name(w.name.split("-")[0]),
+                                                      set())))
+    missing = []
+    for req, extras in reqs:
+        envs = [dict(HOST_MARKERS, extra=e) for e in (extras or {""})] or [dict(HOST_MARKERS, extra="")]
+        if req.marker is not None and not any(req.marker.evaluate(e) for e in envs):
+            continue
+        name = canonicalize_name(req.name)
+        if name not in have or not req.specifier.contains(have[name], prereleases=True):
+            missing.append(str(Requirement(f"{req.name}{req.specifier}")))
+    return sorted(set(missing))

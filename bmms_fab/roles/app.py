@@ -1,7 +1,7 @@
 """Files shared by web, worker and beat hosts: the app's environment file."""
 
 from ..errors import RenderError
-from ..plan import ManagedFile
+from ..plan import ManagedFile, try_restart
 from ..render import Context
 
 
@@ -14,10 +14,10 @@ def app_env(ctx: Context) -> list[tuple[str, str]]:
 
 
 def files(ctx: Context) -> list[ManagedFile]:
-    units = []
-    if ctx.host.has("web"):
-        units += ["bmms-gunicorn@blue", "bmms-gunicorn@green"]
-    # The env file notifies no restart: new values reach the app with the next release switch
-    # (rolling restart), never by restarting every process at once.
+    # Celery restarts (warm) on a change; web nodes are rolled one at a time instead: the deploy
+    # sees that a node's live colour started with other config (appdeploy.CONFIG_FILES).
+    notify = tuple(try_restart(u) for role, u in (("worker", "bmms-celery-worker"),
+                                                   ("beat", "bmms-celery-beat"))
+                   if ctx.host.has(role))
     return [ctx.file("/etc/bmms/app.env", "app/app.env.j2", context={"app_env": app_env(ctx)},
-                     owner="root", group="bmms", mode=0o640, secret=True)]
+                     owner="root", group="bmms", mode=0o640, secret=True, notify=notify)]

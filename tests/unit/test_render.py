@@ -27,7 +27,7 @@ def test_upstream_follows_each_nodes_live_colour(inv, fake_secrets):
 def test_lb_limits_and_tls(inv, fake_secrets):
     text = plan(inv, fake_secrets)["/etc/nginx/nginx.conf"].content.decode()
     for needle in ("rate=100r/m", "rate=5r/m", "ssl_protocols TLSv1.2 TLSv1.3",
-                   "Strict-Transport-Security", "client_max_body_size 100m", "expires 1y",
+                   "Strict-Transport-Security", "client_max_body_size 100m", "max-age=31536000, immutable",
                    "location = /ready/", "proxy_buffering off", "$http_upgrade"):
         assert needle in text, needle
 
@@ -57,7 +57,7 @@ def test_replica_streams_from_primary_with_a_slot(inv, fake_secrets):
 
 
 def test_failover_repoints_pgbouncer(inv, fake_secrets):
-    ini = plan(inv, fake_secrets, host="cache1", db_primary="db2")["/etc/pgbouncer/pgbouncer.ini"]
+    ini = plan(inv, fake_secrets, host="cache1", db_primary="db2")["/etc/pgbouncer/databases.ini"]
     text = ini.content.decode()
     assert "bmms = host=198.18.0.22 " in text and "bmms_ro = host=198.18.0.21,198.18.0.23 " in text
 
