@@ -128,6 +128,54 @@ def deploy(c, hosts=None):
     print(report.summary())
 
 
+@task(help={"hosts": "environment in hosts.yml"})
+@reports_errors
+def verify(c, hosts=None):
+    """Check the running platform end to end (LB, app, replicas, Sentinels, Prometheus)."""
+    from bmms_fab import executor, verify as verify_mod
+    env = load_env(hosts)
+    checks = verify_mod.verify(env, secrets_mod.load(env),
+                               {t.name: t for t in executor.targets(env)})
+    for check_ in checks:
+        print(check_)
+    failed = [x for x in checks if not x.ok]
+    print(f"{len(checks) - len(failed)} passed, {len(failed)} failed")
+    if failed:
+        raise SystemExit(1)
+
+
+@task(help={"hosts": "lab environment (default: lab)"})
+@reports_errors
+def demo(c, hosts="lab"):
+    """Boot the lab, deploy the whole platform on it, check it, and print where to look."""
+    import time
+    from bmms_fab import deploy as deploy_mod, executor, labctl, verify as verify_mod
+    t0 = time.monotonic()
+    lab = _lab(hosts)
+    secrets_mod.init(lab.env)
+    print(f"demo: booting the lab ({len(lab.env.hosts)} Debian 12 containers)...")
+    labctl.up(lab)
+    print("demo: deploying the platform (first run installs packages through the apt proxy)...")
+    report = deploy_mod.deploy(lab.env, printer=executor.Printer(quiet=True))
+    print(report.summary())
+    secrets = secrets_mod.load(lab.env)
+    checks = verify_mod.verify(lab.env, secrets, {t.name: t for t in executor.targets(lab.env)})
+    for check_ in checks:
+        print(check_)
+    env = lab.env
+    lb = env.with_role("lb")[0]
+    mon = env.with_role("monitoring")
+    print(f"""
+demo: done in {time.monotonic() - t0:.0f}s. Where to look:
+  the site       curl -k --resolve {env.domain}:443:{lb.address} https://{env.domain}/version/
+  Prometheus     http://{mon[0].address}:9090/targets (from this machine)
+  a host         ssh -i {lab.key} -o UserKnownHostsFile={lab.known_hosts} root@{env.hosts[0].address}
+  lab state      ./bmms-fab lab.status     (stop it all: ./bmms-fab lab.down)
+  again          ./bmms-fab deploy --hosts {env.name}   (a second run changes nothing)""")
+    if not all(x.ok for x in checks):
+        raise SystemExit(1)
+
+
 def _lab(hosts):
     from bmms_fab import lab as lab_mod
     from bmms_fab.labctl import require_root
@@ -195,6 +243,6 @@ for t_ in (lab_up, lab_down, lab_stop, lab_start, lab_status):
 secrets_ns = Collection("secrets")
 secrets_ns.add_task(secrets_init)
 
-ns = Collection(render, check, capacity, test, trust, configure, deploy)
+ns = Collection(render, check, capacity, test, trust, configure, deploy, verify, demo)
 ns.add_collection(secrets_ns)
 ns.add_collection(lab_ns)

@@ -42,3 +42,29 @@ def ssh(target, command, check=True):
     if check and code != 0:
         raise AssertionError(f"{target.name}: {command} -> {code}: {err.decode()}")
     return out.decode()
+
+
+@pytest.fixture(scope="session")
+def deployed(lab, lab_env):
+    """`inv deploy --hosts lab`, once per test run (idempotent: fast when already deployed)."""
+    from bmms_fab import deploy, executor as ex
+    import io
+    out = io.StringIO()
+    report = deploy.deploy(lab_env, printer=ex.Printer(out), log=lambda *_: None)
+    return report, out.getvalue()
+
+
+@pytest.fixture(scope="session")
+def lab_secrets(lab_env):
+    return secrets_mod.load(lab_env)
+
+
+def main_pids(targets, units_by_host):
+    pids = {}
+    for t in targets:
+        units = units_by_host.get(t.name) or []
+        if not units:
+            continue
+        out = ssh(t, "systemctl show -p Id -p MainPID " + " ".join(units))
+        pids[t.name] = out
+    return pids
