@@ -40,7 +40,7 @@ def ssh(target, command, check=True):
     with executor.Session(target) as s:
         code, out, err = s.exec(command)
     if check and code != 0:
-        raise AssertionError(f"{target.name}: {command} -> {code}: {err.decode()}")
+        raise AssertionError(f"{target.name}: {command} -> {code}: {err.decode()}{out.decode()}")
     return out.decode()
 
 
