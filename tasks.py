@@ -112,8 +112,13 @@ def trust(c, hosts=None, yes=False, limit=None):
 def configure(c, hosts=None, limit=None, dry_run=False, diff=False):
     """Converge every host's configuration files; services reload/restart only if theirs changed."""
     from bmms_fab import configure as configure_mod
+    from bmms_fab import lock
     env = load_env(hosts)
-    ok = configure_mod.run(env, limit=_limit(limit), dry_run=dry_run or diff, diff=diff)
+    if dry_run or diff:     # reads only: no lock
+        ok = configure_mod.run(env, limit=_limit(limit), dry_run=True, diff=diff)
+    else:
+        with lock.locked(env, "configure"):
+            ok = configure_mod.run(env, limit=_limit(limit))
     if not ok:
         raise SystemExit(1)
 
@@ -176,6 +181,91 @@ demo: done in {time.monotonic() - t0:.0f}s. Where to look:
         raise SystemExit(1)
 
 
+@task(name="rolling-restart",
+      help={"hosts": "environment in hosts.yml",
+            "limit": "only these web nodes (comma-separated), e.g. app2",
+            "dry_run": "print the plan, change nothing"})
+@reports_errors
+def rolling_restart(c, hosts=None, limit=None, dry_run=False):
+    """Restart web nodes one at a time through their idle colour (zero downtime), then Celery."""
+    from bmms_fab import executor, lock, rolling
+    env = load_env(hosts)
+    names = [h.name for h in env.with_role("web")]
+    wanted = _limit(limit)
+    if wanted:
+        unknown = set(wanted) - set(names)
+        if unknown:
+            from bmms_fab.errors import UsageError
+            raise UsageError(f"--limit: not web nodes of {env.name}: {', '.join(sorted(unknown))}")
+        names = [n for n in names if n in wanted]
+    secrets = secrets_mod.load(env)
+    targets = {t.name: t for t in executor.targets(env)}
+    printer = executor.Printer()
+
+    def go():
+        rolling.roll_web(env, secrets, targets, names, lambda s: s.current, force=True,
+                         printer=printer, dry_run=dry_run)
+        rolling.restart_celery(env, targets, printer, dry_run=dry_run, limit=wanted)
+    if dry_run:
+        go()
+        return
+    with lock.locked(env, "rolling-restart"):
+        go()
+    print(f"rolling restart of {', '.join(names)} done")
+
+
+@task(help={"hosts": "environment in hosts.yml",
+            "to": "release id to return to (default: the one before the current)"})
+@reports_errors
+def rollback(c, hosts=None, to=None):
+    """Return to the previous (or a named) release through the same rolling path."""
+    from bmms_fab import deploy as deploy_mod
+    env = load_env(hosts)
+    report = deploy_mod.rollback(env, to)
+    print(report.summary().replace("deploy of", "rollback to"))
+
+
+@task(name="status", help={"hosts": "environment in hosts.yml"})
+@reports_errors
+def lock_status(c, hosts=None):
+    """Show who holds the environment's deploy lock, if anyone."""
+    from bmms_fab import lock
+    from bmms_fab.executor import Session
+    env = load_env(hosts)
+    with Session(lock.lock_target(env)) as s:
+        info = lock.status(s)
+    if not info:
+        print(f"{env.name}: not locked")
+        return
+    print(f"{env.name}: locked by {info.get('user')}@{info.get('host')} from {info.get('from')} "
+          f"since {info.get('since')}: {info.get('task')} of {info.get('release') or '-'}")
+
+
+@task(name="release", help={"hosts": "environment in hosts.yml",
+                            "yes": "release without asking"})
+@reports_errors
+def lock_release(c, hosts=None, yes=False):
+    """Release a stale deploy lock (left by a run that was killed)."""
+    from bmms_fab import lock
+    from bmms_fab.executor import Session
+    env = load_env(hosts)
+    with Session(lock.lock_target(env)) as s:
+        info = lock.status(s)
+        if not info:
+            print(f"{env.name}: not locked")
+            return
+        if not yes and input(f"release the lock held by {info.get('user')}@{info.get('host')} "
+                             f"({info.get('task')}, since {info.get('since')})? [y/N] ").strip().lower() != "y":
+            print("kept")
+            return
+        lock.release(s)
+        lock.audit(s, env.name, {"who": "{user}@{host}".format(**lock.who()), "when": lock._now(),
+                                 "task": "lock.release", "release": info.get("release"),
+                                 "result": f"released lock of {info.get('user')}@{info.get('host')}",
+                                 "duration_s": 0})
+    print(f"{env.name}: lock released")
+
+
 def _lab(hosts):
     from bmms_fab import lab as lab_mod
     from bmms_fab.labctl import require_root
@@ -236,6 +326,10 @@ def lab_status(c, hosts="lab"):
               f"{states.get(r['host'], '-')}")
 
 
+lock_ns = Collection("lock")
+lock_ns.add_task(lock_status)
+lock_ns.add_task(lock_release)
+
 lab_ns = Collection("lab")
 for t_ in (lab_up, lab_down, lab_stop, lab_start, lab_status):
     lab_ns.add_task(t_)
@@ -243,6 +337,8 @@ for t_ in (lab_up, lab_down, lab_stop, lab_start, lab_status):
 secrets_ns = Collection("secrets")
 secrets_ns.add_task(secrets_init)
 
-ns = Collection(render, check, capacity, test, trust, configure, deploy, verify, demo)
+ns = Collection(render, check, capacity, test, trust, configure, deploy, verify, demo,
+                rolling_restart, rollback)
 ns.add_collection(secrets_ns)
 ns.add_collection(lab_ns)
+ns.add_collection(lock_ns)

@@ -39,9 +39,13 @@ def state(u):
     return subprocess.run(["systemctl", "is-active", u], capture_output=True, text=True).stdout.strip()
 rel = "{RELEASES}"
 out = {{
-  "wheels": sorted(os.listdir("{WHEELS}")) if os.path.isdir("{WHEELS}") else [],
-  "releases": sorted(r for r in (os.listdir(rel) if os.path.isdir(rel) else [])
-                     if os.path.exists(os.path.join(rel, r, ".complete"))),
+  # wheels are stored by content: wheels/<sha256>/<file name>
+  "wheels": sorted(d + "/" + f for d in (os.listdir("{WHEELS}") if os.path.isdir("{WHEELS}") else [])
+                   if os.path.isdir(os.path.join("{WHEELS}", d))
+                   for f in os.listdir(os.path.join("{WHEELS}", d)) if f.endswith(".whl")),
+  "releases": sorted((r for r in (os.listdir(rel) if os.path.isdir(rel) else [])
+                      if os.path.exists(os.path.join(rel, r, ".complete"))),
+                     key=lambda r: os.stat(os.path.join(rel, r, ".complete")).st_mtime),
   "current": link("{APP_ROOT}/current"),
   "slots": {{c: link("{APP_ROOT}/slots/" + c) for c in ("blue", "green")}},
   "live": read("{LIVE_FILE}"),
@@ -68,27 +72,36 @@ def run_as_app(release_dir: str, argv: str, user: bool = True) -> str:
     return ("systemd-run --quiet --wait --pipe --collect " + " ".join(props) + " " + argv)
 
 
+def wheel_path(name: str, sha256: str) -> str:
+    """Where a wheel lives on a host: by content, since a file name (an app's version that
+    did not change) can stand for different content."""
+    return f"{WHEELS}/{sha256}/{name}"
+
+
 def ship_wheels(session: Session, release: Release, have: list[str]) -> tuple[list[str], int]:
-    """Upload the wheels the host lacks; returns (names sent, bytes sent)."""
-    missing = [w for w in release.wheels if w not in set(have)]
+    """Upload the wheels (by content) the host lacks; returns (names sent, bytes sent)."""
+    held = set(have)
+    missing = [n for n, sha in release.wheels.items() if f"{sha}/{n}" not in held]
     if not missing:
         return [], 0
     session.run(f"install -d -m 1777 {UPLOAD_DIR}", "prepare upload")
     sent = 0
     for name in missing:
         path = release.wheelhouse / name
-        session.put(path, f"{UPLOAD_DIR}/{name}.part")
+        session.put(path, f"{UPLOAD_DIR}/{release.wheels[name]}.part")
         sent += path.stat().st_size
     moves = " && ".join(
-        f"install -m 644 -o root -g root {UPLOAD_DIR}/{shlex.quote(n)}.part {WHEELS}/{shlex.quote(n)}"
-        f" && rm -f {UPLOAD_DIR}/{shlex.quote(n)}.part" for n in missing)
-    session.run(moves, "install wheels")
+        f"install -D -m 644 -o root -g root {UPLOAD_DIR}/{release.wheels[n]}.part "
+        f"{shlex.quote(wheel_path(n, release.wheels[n]))} && rm -f {UPLOAD_DIR}/{release.wheels[n]}.part"
+        f" && echo '{release.wheels[n]}  {wheel_path(n, release.wheels[n])}' | sha256sum -c --quiet"
+        for n in missing)
+    session.run(f"bash -c {shlex.quote('set -e; ' + moves)}", "install wheels")
     return missing, sent
 
 
 def install_script(release: Release) -> str:
     r = f"{RELEASES}/{release.id}"
-    wheels = " ".join(f"{WHEELS}/{shlex.quote(w)}" for w in release.wheels)
+    wheels = " ".join(shlex.quote(wheel_path(n, sha)) for n, sha in release.wheels.items())
     return f"""set -euo pipefail
 R={r}
 [ -f $R/.complete ] && exit 0
@@ -98,6 +111,7 @@ python3 -m venv $R/venv
 $R/venv/bin/pip install --quiet --no-index --no-deps --disable-pip-version-check {wheels}
 $R/venv/bin/pip check --disable-pip-version-check >/dev/null || {{ $R/venv/bin/pip check >&2; exit 1; }}
 echo {release.id} > $R/RELEASE
+printf '%s\n' {" ".join(shlex.quote(f"{sha}/{n}") for n, sha in release.wheels.items())} > $R/WHEELS
 {run_as_app(r, "$R/venv/bin/django-admin collectstatic --noinput --verbosity 0", user=False)}
 {run_as_app(r, "$R/venv/bin/django-admin check --deploy --fail-level WARNING")}
 touch $R/.complete
@@ -137,7 +151,7 @@ def publish_static(lb: Session, release: Release, archive: bytes) -> list[str]:
     return [l[9:] for l in out.splitlines() if l.startswith("CHANGED: ")]
 
 
-def switch_script(release: Release, keep: int, restart_units: list[str]) -> str:
+def switch_script(release, keep: int, restart_units: list[str]) -> str:
     """Point `current` at the release (atomically), restart workers/beat (warm), prune."""
     restarts = "\n".join(f"  systemctl restart {u}" for u in restart_units) or "  true"
     return f"""set -euo pipefail
@@ -152,10 +166,17 @@ used="$(readlink current slots/blue slots/green 2>/dev/null | xargs -n1 basename
 ls -1t releases | tail -n +{keep + 1} | while read -r r; do
   echo "$used" | grep -qx "$r" || {{ rm -rf "releases/$r"; echo "CHANGED: pruned release $r"; }}
 done
+# wheels no kept release installs from
+if ls releases/*/WHEELS >/dev/null 2>&1; then
+  cat releases/*/WHEELS | sort -u > /var/lib/bmms-fab/wheels.keep
+  ( cd wheels && find . -name '*.whl' | sed 's|^\./||' ) | sort | comm -23 - /var/lib/bmms-fab/wheels.keep |
+  while read -r w; do rm -f "wheels/$w"; rmdir "wheels/$(dirname "$w")" 2>/dev/null || true; echo "CHANGED: pruned wheel $w"; done
+fi
 """
 
 
-def switch(session: Session, release: Release, keep: int, restart_units: list[str]) -> list[str]:
+def switch(session: Session, release, keep: int, restart_units: list[str]) -> list[str]:
+    """`release`: a Release or anything with an `id` (a release already on the host)."""
     out = session.run("bash -s", f"switch to {release.id}",
                       stdin=switch_script(release, keep, restart_units).encode(), timeout=900)
     return [l[9:] for l in out.splitlines() if l.startswith("CHANGED: ")]

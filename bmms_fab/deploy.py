@@ -7,11 +7,14 @@
   services   infrastructure units enabled and running
   release    missing wheels sent, release installed offline, collectstatic, check --deploy
   migrate    once, from one web node; static files published to the load balancer(s)
+  rolling    web nodes moved to the release one at a time through their idle colour, each
+             gated on /health/ and /ready/
   switch     `current` -> release on app hosts, Celery worker/beat restarted (warm)
-  rolling    web nodes moved to the release one at a time through their idle colour
 
-A phase that fails on any host stops the deploy there: until `switch`, no host runs the new
-release. A re-run picks up where it stopped (every phase is idempotent).
+A phase that fails on any host stops the deploy there: a release that fails to build, install,
+pass `check --deploy`, migrate, or pass the first node's gate leaves every host on its previous
+release (web nodes not yet rolled, `current` and Celery untouched). A re-run picks up where it
+stopped (every phase is idempotent).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from . import appdeploy, database, engine, executor, provision, render, rolling
+from . import appdeploy, database, engine, executor, lock, provision, render, rolling
 from . import release as release_mod
 from . import secrets as secrets_mod
 from .errors import BmmsError, StepError
@@ -88,11 +91,16 @@ class Deployer:
 
     # -- phases --------------------------------------------------------------------------------
     def run(self) -> Report:
-        env = self.env
         t0 = time.monotonic()
-        release = release_mod.build(env, self.log)
+        release = release_mod.build(self.env, self.log)      # before any connection
         self.report.release = release.id
         self.report.seconds["build"] = time.monotonic() - t0
+        with lock.locked(self.env, "deploy", release.id):
+            self.phases(release, t0)
+        return self.report
+
+    def phases(self, release, t0: float) -> None:
+        env = self.env
         all_hosts = [h.name for h in env.hosts]
         web = self.names("web")
         app_hosts = self.names("web", "worker", "beat")
@@ -161,6 +169,10 @@ class Deployer:
                     self.report.add("static", lb_name, appdeploy.publish_static(lb, release, archive))
         self.phase("migrate", web[:1] or app_hosts[:1], migrate)
 
+        start = time.monotonic()
+        self.roll(web, release.id, states, colors)
+        self.report.seconds["rolling"] = time.monotonic() - start
+
         def switch(s: Session, r: HostResult) -> None:
             host = env.host(s.target.name)
             units = [u for u in provision.services_for(host) if u.startswith("bmms-celery")]
@@ -169,27 +181,16 @@ class Deployer:
                                                     stdin=provision.enable_script(units).encode()))
         self.phase("switch", app_hosts, switch)
 
-        start = time.monotonic()
-        self.roll(web, release.id, states, colors)
-        self.report.seconds["rolling"] = time.monotonic() - start
         self.report.seconds["total"] = time.monotonic() - t0
-        return self.report
 
     def roll(self, web: list[str], release_id: str, states, colors) -> None:
-        lbs = [Session(self.targets[n]).open() for n in self.names("lb")]
         try:
-            for name in web:
-                with Session(self.targets[name]) as node:
-                    state = rolling.node_state(node, self.env.host(name))
-                    try:
-                        items = rolling.roll_node(node, lbs, self.env, self.secrets, release_id,
-                                                  state, colors, self.printer)
-                    except BmmsError as exc:
-                        raise DeployError("rolling", [exc]) from None
-                    self.report.add("rolling", name, items)
-        finally:
-            for lb in lbs:
-                lb.close()
+            done = rolling.roll_web(self.env, self.secrets, self.targets, web,
+                                    lambda s: release_id, force=False, printer=self.printer)
+        except BmmsError as exc:
+            raise DeployError("rolling", [exc]) from None
+        for name, items in done.items():
+            self.report.add("rolling", name, items)
 
 
 def _q(text: str) -> str:
@@ -199,3 +200,38 @@ def _q(text: str) -> str:
 
 def deploy(env: Environment, printer: Printer | None = None, log=print) -> Report:
     return Deployer(env, printer, log).run()
+
+
+def rollback(env: Environment, to: str | None = None, printer: Printer | None = None) -> Report:
+    """Back to the previous (or named) release through the same rolling path. Migrations are not
+    reversed: releases must keep the schema backward compatible (expand/contract)."""
+    printer = printer or Printer()
+    d = Deployer(env, printer)
+    app_hosts = d.names("web", "worker", "beat")
+    facts: dict[str, dict] = {}
+
+    def gather(s: Session, r: HostResult) -> None:
+        facts[s.target.name] = appdeploy.facts(s)
+    d.phase("facts", app_hosts, gather)
+    first = facts[app_hosts[0]]
+    if to is None:
+        older = [r for r in first["releases"] if r != first["current"]]
+        if first["current"] in first["releases"]:
+            older = first["releases"][:first["releases"].index(first["current"])]
+        if not older:
+            raise BmmsError(f"{app_hosts[0]}: no release before {first['current']} to roll back to")
+        to = older[-1]
+    lacking = [h for h, f in facts.items() if to not in f["releases"]]
+    if lacking:
+        raise BmmsError(f"release {to} is not installed on {', '.join(lacking)} "
+                        f"(installed on {app_hosts[0]}: {', '.join(first['releases'])})")
+    d.report.release = to
+    target = type("ReleaseRef", (), {"id": to})()
+    with lock.locked(env, "rollback", to):
+        def switch(s: Session, r: HostResult) -> None:
+            units = [u for u in provision.services_for(env.host(s.target.name))
+                     if u.startswith("bmms-celery")]
+            r.changed = appdeploy.switch(s, target, env.app["keep_releases"], units)
+        d.phase("switch", app_hosts, switch)
+        d.roll(d.names("web"), to, {}, {})
+    return d.report

@@ -74,12 +74,51 @@ def _stop_pid(pid_file: Path, must_contain: str, timeout: float = 30.0) -> bool:
     return pid is not None
 
 
-def _start_daemon(argv: list[str], pid_file: Path, log_file: Path) -> int:
+def _systemd_hierarchies() -> list[Path]:
+    """The cgroup hierarchies a container's systemd manages: the cgroup2 tree (unified mode at
+    /sys/fs/cgroup, hybrid at /sys/fs/cgroup/unified) and the name=systemd v1 tree."""
+    out = []
+    for line in Path("/proc/self/mounts").read_text().splitlines():
+        _, mnt, fstype, opts = line.split()[:4]
+        if fstype == "cgroup2" or (fstype == "cgroup" and "name=systemd" in opts):
+            out.append(Path(mnt))
+    return out
+
+
+def _cgroups(h: L.LabHost) -> list[Path]:
+    return [root / f"bmms-lab-{h.name}" for root in _systemd_hierarchies()]
+
+
+def _remove_cgroups(h: L.LabHost) -> None:
+    """rmdir the host's cgroup subtrees, deepest first (they are empty once it stopped)."""
+    for top in _cgroups(h):
+        if not top.exists():
+            continue
+        dirs = sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts))
+        for d in dirs + [top]:
+            try:
+                d.rmdir()
+            except OSError:
+                pass
+
+
+def _start_daemon(argv: list[str], pid_file: Path, log_file: Path,
+                  cgroups: list[Path] = ()) -> int:
+    """Start a process in its own session (and, for a container, its own cgroups: systemd-nspawn
+    puts the container under the cgroup it starts in, and two containers under one cgroup would
+    share every unit's cgroup)."""
     log_file.parent.mkdir(parents=True, exist_ok=True)
     pid_file.parent.mkdir(parents=True, exist_ok=True)
+    for cg in cgroups:
+        cg.mkdir(exist_ok=True)
+
+    def enter_cgroups() -> None:
+        for cg in cgroups:
+            (cg / "cgroup.procs").write_text(str(os.getpid()))
+
     with open(log_file, "ab") as log:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                start_new_session=True)
+                                start_new_session=True, preexec_fn=enter_cgroups if cgroups else None)
     pid_file.write_text(f"{proc.pid}\n")
     return proc.pid
 
@@ -174,7 +213,8 @@ def ensure_host(lab: L.Lab, h: L.LabHost, pubkey: str) -> None:
         _run(L.overlay_argv(lab, h), h.name, "overlay mount")
     if not _alive(h.pid_file, f"--machine={h.name}"):
         _write_host_files(lab, h, pubkey)
-        _start_daemon(L.nspawn_argv(h), h.pid_file, h.log_file)
+        _remove_cgroups(h)      # leftovers of an earlier boot
+        _start_daemon(L.nspawn_argv(h), h.pid_file, h.log_file, _cgroups(h))
 
 
 def _wait_tcp(address: str, port: int, timeout: float, what: str, host: str) -> None:
@@ -249,6 +289,7 @@ def _teardown(lab: L.Lab, wipe: bool, log=print) -> None:
     for h in hosts:
         try:
             _stop_pid(h.pid_file, f"--machine={h.name}")
+            _remove_cgroups(h)
             if _is_mounted(h.root):
                 r = _run(["umount", str(h.root)], h.name, "umount", check=False)
                 if r.returncode != 0:

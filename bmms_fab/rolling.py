@@ -41,6 +41,8 @@ class NodeState:
     units: dict
     live_config: str | None = None     # app config the live colour started with
     config: str | None = None          # app config on disk now
+    current: str | None = None         # release `current` points to
+    releases: tuple = ()               # complete releases on the host, oldest first
 
     def serving(self, release: str) -> bool:
         """The live colour runs `release` with the config now on disk."""
@@ -75,7 +77,8 @@ exit 1
 
 def node_state(session: Session, host: Host) -> NodeState:
     f = appdeploy.facts(session)
-    return NodeState(host, f["live"], f["slots"], f["units"], f["live_config"], f["config"])
+    return NodeState(host, f["live"], f["slots"], f["units"], f["live_config"], f["config"],
+                     f["current"], tuple(f["releases"]))
 
 
 def live_colors(states: dict[str, NodeState]) -> dict[str, str]:
@@ -117,10 +120,18 @@ def roll_node(node: Session, lbs: list[Session], env: Environment, secrets: Secr
         return changes
     old, new = state.live, other(state.live)
     printer(name, f"starting {new} on {release} (live: {old or 'none'})")
-    node.run(f"cd {APP_ROOT}/slots && ln -sfn ../releases/{shlex.quote(release)} {new}.tmp && "
-             f"mv -T {new}.tmp {new} && systemctl restart bmms-gunicorn@{new}",
-             f"start {new}", timeout=300)
-    code, out, _ = node.exec(f"bash -c {shlex.quote(gate_script(env, state.host, new))}")
+    try:
+        node.run(f"cd {APP_ROOT}/slots && ln -sfn ../releases/{shlex.quote(release)} {new}.tmp && "
+                 f"mv -T {new}.tmp {new} && systemctl restart bmms-gunicorn@{new}",
+                 f"start {new}", timeout=300)
+        code, out, _ = node.exec(f"bash -c {shlex.quote(gate_script(env, state.host, new))}")
+    except BaseException:
+        # interrupted before the gate passed: the new colour never served; stop it if we can
+        try:
+            node.exec(f"systemctl stop bmms-gunicorn@{new}", timeout=30)
+        except Exception:   # the connection itself may be what was lost
+            pass
+        raise
     if code != 0:
         node.exec(f"systemctl stop bmms-gunicorn@{new}")
         journal = node.run(f"journalctl -u bmms-gunicorn@{new} -n 20 --no-pager -o cat",
@@ -141,3 +152,63 @@ def roll_node(node: Session, lbs: list[Session], env: Environment, secrets: Secr
                  f"stop {old}", timeout=env.app["health"]["drain_timeout"] + 90)
         printer(name, f"{old} drained and stopped")
     return changes
+
+
+def plan_line(state: NodeState, release: str, force: bool) -> str:
+    if state.serving(release) and not force:
+        return f"{state.host.name}: {state.live} already serves {release}: nothing to do"
+    return (f"{state.host.name}: start {other(state.live)} on {release}, gate, switch the load "
+            f"balancer, drain and stop {state.live or '(none)'}")
+
+
+def roll_web(env: Environment, secrets: Secrets, targets: dict, names: list[str], release_for,
+             force: bool, printer: Printer, dry_run: bool = False) -> dict[str, list[str]]:
+    """Roll the named web nodes one at a time; `release_for(state)` picks each node's release.
+    Stops at the first node that fails (GateError or any step error)."""
+    from .executor import Session as S
+    done: dict[str, list[str]] = {}
+    lbs = [] if dry_run else [S(targets[h.name]).open() for h in env.with_role("lb")]
+    colors: dict[str, str] = {}
+    try:
+        states = {}
+        for h in env.with_role("web"):
+            with S(targets[h.name]) as s:
+                states[h.name] = node_state(s, h)
+        colors.update(live_colors(states))
+        for name in names:
+            state = states[name]
+            release = release_for(state)
+            if release is None:
+                raise StepError(name, "rolling restart", "no release installed on this node")
+            if dry_run:
+                printer(name, plan_line(state, release, force))
+                continue
+            with S(targets[name]) as node:
+                state = node_state(node, state.host)
+                done[name] = roll_node(node, lbs, env, secrets, release, state, colors, printer,
+                                       force=force)
+    finally:
+        for lb in lbs:
+            lb.close()
+    return done
+
+
+def restart_celery(env: Environment, targets: dict, printer: Printer, dry_run: bool = False,
+                   limit: list[str] | None = None) -> dict[str, list[str]]:
+    """Warm restarts: SIGTERM lets running tasks finish (acks_late: none is lost), one host at
+    a time; beat (a singleton) last."""
+    from .executor import Session as S
+    out: dict[str, list[str]] = {}
+    order = [(h, "bmms-celery-worker") for h in env.with_role("worker")] + \
+            [(h, "bmms-celery-beat") for h in env.with_role("beat")]
+    for host, unit in order:
+        if limit and host.name not in limit:
+            continue
+        if dry_run:
+            printer(host.name, f"warm restart of {unit}")
+            continue
+        with S(targets[host.name]) as s:
+            s.run(f"systemctl restart {unit}", f"restart {unit}", timeout=700)
+        printer(host.name, f"{unit} restarted (warm)")
+        out.setdefault(host.name, []).append(f"restarted {unit}")
+    return out

@@ -41,3 +41,24 @@ def test_changes_survive_stop_and_start(lab, targets):
     assert ssh(db3, "cat /root/lab-marker").strip() == "kept"
     assert ssh(db3, "dpkg -s less | grep -c 'install ok'").strip() == "1"
     ssh(db3, "rm /root/lab-marker")
+
+
+def test_each_host_has_its_own_cgroup_tree(lab, targets):
+    """Same-named units on two hosts must not share a cgroup (systemd-nspawn nests a container
+    under the cgroup it was started in)."""
+    roots = set()
+    for t in targets:
+        roots.add(ssh(t, "cat /proc/1/cgroup | grep '^0::'").strip())
+        ssh(t, "systemd-run --quiet --unit=bmms-cgroup-probe sleep 30")
+    try:
+        app1 = next(t for t in targets if t.name == "app1")
+        # from inside app1 only its own probe is visible, not the nine others
+        out = ssh(app1, "ls -d /sys/fs/cgroup/unified/system.slice/bmms-cgroup-probe.service "
+                        "/sys/fs/cgroup/system.slice/bmms-cgroup-probe.service 2>/dev/null | head -1")
+        probe = out.strip()
+        assert probe, "probe unit has no cgroup"
+        procs = ssh(app1, f"cat {probe}/cgroup.procs").split()
+        assert len(procs) == 1, procs
+    finally:
+        for t in targets:
+            ssh(t, "systemctl stop bmms-cgroup-probe 2>/dev/null; true")

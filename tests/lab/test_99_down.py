@@ -26,6 +26,7 @@ def leftovers(lab):
     links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout
     found += [f"link {l.split(':')[1].strip()}" for l in links.splitlines()
               if l.split(":")[1].strip().split("@")[0].startswith(("bv-", lab_mod.BRIDGE))]
+    found += [f"cgroup {c}" for h in lab.hosts() for c in labctl._cgroups(h) if c.exists()]
     if labctl._alive(lab.acng_pid_file, "apt-cacher-ng"):
         found.append("apt-cacher-ng")
     return found

@@ -161,3 +161,12 @@ def test_unknown_environment(inv):
     with pytest.raises(InventoryError) as exc:
         inv.env("nope")
     assert "no such environment" in str(exc.value) and "lab" in str(exc.value)
+
+
+def test_duplicate_key_is_an_error_but_merge_override_is_not():
+    p = one(BASE.replace("    domain: t.example.org\n", "    domain: t.example.org\n    domain: x.org\n"))
+    assert "duplicate key 'domain'" in p.message and p.line == 4
+    text = BASE.replace("environments:", "x-d: &d {domain: a.org, description: base}\nenvironments:")
+    text = text.replace("    domain: t.example.org\n", "    <<: *d\n    description: mine\n")
+    env = inventory.parse(text, "hosts.yml").env("t")
+    assert (env.domain, env.description) == ("a.org", "mine")
