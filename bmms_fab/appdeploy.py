@@ -169,7 +169,7 @@ done
 # wheels no kept release installs from
 if ls releases/*/WHEELS >/dev/null 2>&1; then
   cat releases/*/WHEELS | sort -u > /var/lib/bmms-fab/wheels.keep
-  ( cd wheels && find . -name '*.whl' | sed 's|^\./||' ) | sort | comm -23 - /var/lib/bmms-fab/wheels.keep |
+  ( cd wheels && find . -name '*.whl' -printf '%P\\n' ) | sort | comm -23 - /var/lib/bmms-fab/wheels.keep |
   while read -r w; do rm -f "wheels/$w"; rmdir "wheels/$(dirname "$w")" 2>/dev/null || true; echo "CHANGED: pruned wheel $w"; done
 fi
 """

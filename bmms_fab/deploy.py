@@ -221,7 +221,7 @@ def rollback(env: Environment, to: str | None = None, printer: Printer | None = 
         if not older:
             raise BmmsError(f"{app_hosts[0]}: no release before {first['current']} to roll back to")
         to = older[-1]
-    lacking = [h for h, f in facts.items() if to not in f["releases"]]
+    lacking = [h for h in app_hosts if to not in facts[h]["releases"]]
     if lacking:
         raise BmmsError(f"release {to} is not installed on {', '.join(lacking)} "
                         f"(installed on {app_hosts[0]}: {', '.join(first['releases'])})")

@@ -68,3 +68,43 @@ def main_pids(targets, units_by_host):
         out = ssh(t, "systemctl show -p Id -p MainPID " + " ".join(units))
         pids[t.name] = out
     return pids
+
+
+def app_variant(env, workdir, name, edits):
+    """The lab environment deploying a modified copy of the demo app (a new release)."""
+    import dataclasses
+    import shutil
+    from pathlib import Path
+    app = Path(workdir) / name
+    shutil.rmtree(app, ignore_errors=True)
+    shutil.copytree(Path(env.base_dir) / env.app["path"], app,
+                    ignore=shutil.ignore_patterns("__pycache__", "build", "*.egg-info"))
+    for rel, (old, new) in edits.items():
+        f = app / rel
+        text = f.read_text() if f.exists() else ""
+        assert old in text, f"{rel}: {old!r} not found"
+        f.write_text(text.replace(old, new, 1) if old else new)
+    return dataclasses.replace(env, app=dict(env.app, path=str(app)))
+
+
+def lb_get(lab_env, targets, path):
+    """GET through the load balancer (run on the LB host)."""
+    from bmms_fab import executor as ex, verify as vf
+    lb = next(t for t in targets if t.name == lab_env.with_role("lb")[0].name)
+    with ex.Session(lb) as s:
+        return vf.lb_request(s, lab_env, "GET", path)
+
+
+def versions(lab_env, targets, rounds=40):
+    """host -> (release, colour) as seen through the load balancer."""
+    import json
+    seen = {}
+    want = {h.name for h in lab_env.with_role("web")}
+    for _ in range(rounds):
+        status, body = lb_get(lab_env, targets, "/version/")
+        assert status == 200, (status, body)
+        v = json.loads(body)
+        seen[v["host"]] = (v["release"], v["color"])
+        if want <= set(seen):
+            break
+    return seen

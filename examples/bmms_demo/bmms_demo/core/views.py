@@ -78,8 +78,8 @@ def notes(request):
 @require_http_methods(["POST"])
 def start_task(request):
     from .tasks import write_note
-    text = json.loads(request.body or b"{}").get("text", "from celery")
-    result = write_note.delay(text)
+    data = json.loads(request.body or b"{}")
+    result = write_note.delay(data.get("text", "from celery"), data.get("delay", 0))
     return JsonResponse({"task_id": result.id}, status=202)
 
 
