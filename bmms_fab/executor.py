@@ -212,6 +212,38 @@ class Session:
         self.round_trips += 1
 
 
+def pipe(src: Session, src_cmd: str, dst: Session, dst_cmd: str, step: str,
+         chunk: int = 1 << 20) -> int:
+    """Stream src_cmd's stdout into dst_cmd's stdin (host to host through this machine, in
+    chunks). Returns bytes moved; raises StepError if either side fails."""
+    a = src.conn.client.get_transport().open_session()
+    b = dst.conn.client.get_transport().open_session()
+    a.exec_command(src.as_root(src_cmd))
+    b.exec_command(dst.as_root(dst_cmd))
+    a.shutdown_write()
+    moved, err_a = 0, bytearray()
+    while True:
+        data = a.recv(chunk)
+        if not data:
+            break
+        b.sendall(data)
+        moved += len(data)
+        while a.recv_stderr_ready():
+            err_a += a.recv_stderr(65536)
+    b.shutdown_write()
+    code_a, code_b = a.recv_exit_status(), b.recv_exit_status()
+    while a.recv_stderr_ready():
+        err_a += a.recv_stderr(65536)
+    err_b = b.recv_stderr(65536) if b.recv_stderr_ready() else b""
+    a.close(); b.close()
+    src.round_trips += 1; dst.round_trips += 1
+    if code_a != 0:
+        raise StepError(src.target.name, step, f"`{src_cmd}` failed", code_a, err_a.decode()[-800:])
+    if code_b != 0:
+        raise StepError(dst.target.name, step, f"`{dst_cmd}` failed", code_b, err_b.decode()[-800:])
+    return moved
+
+
 @dataclass
 class HostResult:
     host: str
