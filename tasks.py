@@ -326,6 +326,85 @@ def lab_status(c, hosts="lab"):
               f"{states.get(r['host'], '-')}")
 
 
+@task(name="backup", default=True,
+      help={"hosts": "environment in hosts.yml",
+            "verify": "restore into a scratch database and count rows before marking it good",
+            "quiet": "print nothing on success (for cron; the log file has the line)"})
+@reports_errors
+def backup_run(c, hosts=None, verify=False, quiet=False):
+    """Back up the database (from a replica), Redis and media to the backup host."""
+    from bmms_fab import backupjob
+    env = load_env(hosts)
+    line = backupjob.run_once(env, verify=verify)
+    if not quiet:
+        print(line)
+
+
+@task(name="cron", help={"hosts": "environment in hosts.yml",
+                         "install": "write /etc/cron.d/bmms-fab-backup-ENV (as root)"})
+@reports_errors
+def backup_cron(c, hosts=None, install=False):
+    """Print (or install) the crontab line of a nightly verified backup."""
+    from bmms_fab import backupjob
+    env = load_env(hosts)
+    line = backupjob.cron_line(env)
+    if not install:
+        print(line)
+        return
+    path = backupjob.install_cron(env, line)
+    print(f"installed {path}: {line}")
+
+
+@task(name="list", help={"hosts": "environment in hosts.yml"})
+@reports_errors
+def backup_list(c, hosts=None):
+    """List the backups on the backup host, with their status."""
+    from bmms_fab import backupjob
+    for row in backupjob.listing(load_env(hosts)):
+        print(row)
+
+
+@task(help={"hosts": "environment in hosts.yml", "backup": "backup id (see backup.list)",
+            "redis": "also restore Redis", "media": "also restore media",
+            "yes": "required outside the lab: this replaces the database"})
+@reports_errors
+def restore(c, hosts=None, backup=None, redis=False, media=False, yes=False):
+    """Restore the database (and optionally Redis and media) from a backup."""
+    from bmms_fab import restore as restore_mod
+    env = load_env(hosts)
+    restore_mod.restore(env, secrets_mod.load(env), backup, with_redis=redis,
+                        with_media=media, yes=yes)
+
+
+@task(name="promote", help={"hosts": "environment in hosts.yml",
+                            "to": "the replica to promote (default: the first healthy one)"})
+@reports_errors
+def db_promote(c, hosts=None, to=None):
+    """Promote a replica; repoint PgBouncer and replicas; fence the old primary."""
+    from bmms_fab import failover
+    env = load_env(hosts)
+    result = failover.promote(env, secrets_mod.load(env), to)
+    print(f"{result['new']} is the primary ({result['old']}: {result['fence']}); "
+          f"`inv db.rejoin --hosts {env.name}` makes {result['old']} a replica again")
+
+
+@task(name="rejoin", help={"hosts": "environment in hosts.yml",
+                           "host": "the old primary (default: the fenced one)"})
+@reports_errors
+def db_rejoin(c, hosts=None, host=None):
+    """Turn a fenced old primary into a streaming replica of the current primary."""
+    from bmms_fab import failover
+    env = load_env(hosts)
+    failover.rejoin(env, secrets_mod.load(env), host)
+
+
+backup_ns = Collection("backup")
+for t_ in (backup_run, backup_cron, backup_list):
+    backup_ns.add_task(t_)
+db_ns = Collection("db")
+db_ns.add_task(db_promote)
+db_ns.add_task(db_rejoin)
+
 lock_ns = Collection("lock")
 lock_ns.add_task(lock_status)
 lock_ns.add_task(lock_release)
@@ -338,7 +417,9 @@ secrets_ns = Collection("secrets")
 secrets_ns.add_task(secrets_init)
 
 ns = Collection(render, check, capacity, test, trust, configure, deploy, verify, demo,
-                rolling_restart, rollback)
+                rolling_restart, rollback, restore)
 ns.add_collection(secrets_ns)
 ns.add_collection(lab_ns)
 ns.add_collection(lock_ns)
+ns.add_collection(backup_ns)
+ns.add_collection(db_ns)

@@ -41,10 +41,10 @@ def _save_pending(handlers):
     os.replace(tmp, STATE)
 
 
-MARKER = b"Managed by bmms-fab"
+MARKER = "Managed by bmms-fab"
 
 
-def _stat(path):
+def _stat(path, marker=MARKER):
     try:
         st = os.stat(path)
         with open(path, "rb") as fh:
@@ -61,11 +61,13 @@ def _stat(path):
     except KeyError:
         group = str(st.st_gid)
     return {"sha256": digest, "mode": st.st_mode & 0o7777, "owner": owner, "group": group,
-            "managed": MARKER in data[:300]}
+            "managed": marker.encode() in data[:4096]}
 
 
 def facts(payload):
-    return {"files": {p: _stat(p) for p in payload["paths"]}, "pending": _load_pending()}
+    markers = payload.get("markers", {})
+    return {"files": {p: _stat(p, markers.get(p, MARKER)) for p in payload["paths"]},
+            "pending": _load_pending()}
 
 
 def read(payload):

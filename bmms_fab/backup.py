@@ -57,11 +57,24 @@ pg_dumpall -h {db_host} -p {PORTS['postgres']} -U bmms_backup --globals-only --n
 """
 
 
-def redis_script(d: str, redis_host: str) -> str:
-    """On the backup host: an RDB snapshot fetched over the replication protocol."""
+def redis_script(d: str, replicas: list[str], others: list[str]) -> str:
+    """On the backup host: an RDB snapshot fetched over the replication protocol, from a replica
+    whose link to its master is up, else from whichever node is the master now."""
     return f"""set -euo pipefail
 IFS= read -r REDISCLI_AUTH; export REDISCLI_AUTH
-redis-cli --no-auth-warning -h {redis_host} -p {PORTS['redis']} --rdb {d}/redis.rdb >/dev/null
+info() {{ redis-cli --no-auth-warning -h "$1" -p {PORTS['redis']} INFO replication 2>/dev/null | tr -d '\r'; }}
+src=''
+for h in {' '.join(replicas)}; do
+  info $h | grep -q '^master_link_status:up' && {{ src=$h; break; }}
+done
+if [ -z "$src" ]; then
+  for h in {' '.join(replicas + others)}; do
+    info $h | grep -q '^role:master' && {{ src=$h; break; }}
+  done
+fi
+[ -n "$src" ] || {{ echo "no Redis node to take a snapshot from" >&2; exit 1; }}
+redis-cli --no-auth-warning -h $src -p {PORTS['redis']} --rdb {d}/redis.rdb >/dev/null
+echo "redis snapshot from $src"
 """
 
 
@@ -69,14 +82,15 @@ def verify_script(d: str) -> str:
     """Restore db.dump into a scratch cluster on the backup host; print `table rows` lines for
     every table, checked against the dump's table of contents."""
     return f"""set -euo pipefail
-T=$(mktemp -d /var/lib/bmms-fab/verify.XXXXXX)
+cd /
+T=$(mktemp -d /var/tmp/bmms-verify.XXXXXX)
 chown postgres: $T
 cleanup() {{ runuser -u postgres -- {PG_BIN}/pg_ctl -D $T/data -m immediate stop >/dev/null 2>&1 || true; rm -rf $T; }}
 trap cleanup EXIT
 runuser -u postgres -- {PG_BIN}/initdb -D $T/data -A peer >/dev/null
 runuser -u postgres -- {PG_BIN}/pg_ctl -D $T/data -o "-c listen_addresses='' -k $T" -l $T/log -w start >/dev/null
 runuser -u postgres -- createdb -h $T scratch
-runuser -u postgres -- pg_restore -h $T -d scratch --no-owner --no-acl --exit-on-error {d}/db.dump
+runuser -u postgres -- pg_restore -h $T -d scratch --no-owner --no-acl --exit-on-error < {d}/db.dump
 want=$(pg_restore -l {d}/db.dump | awk '$4=="TABLE" && $5=="DATA" {{print $6"."$7}}' | sort)
 have=$(runuser -u postgres -- psql -h $T -d scratch -XAtc "SELECT schemaname||'.'||tablename FROM pg_tables WHERE schemaname NOT IN ('pg_catalog','information_schema') ORDER BY 1")
 missing=$(comm -23 <(echo "$want") <(echo "$have" | sort))
@@ -156,10 +170,11 @@ def run(env: Environment, secrets: Secrets, targets: dict, primary: str, verify:
             b.run("bash -s", "database dump", timeout=86400,
                   stdin=_with_secret(dump_script(partial, env.host(src).address),
                                      secrets["db_backup_password"]))
-            redis = (env.with_role("redis_replica") or env.with_role("redis_master"))
-            if redis:
+            replicas = [h.address for h in env.with_role("redis_replica")]
+            masters = [h.address for h in env.with_role("redis_master")]
+            if replicas or masters:
                 b.run("bash -s", "redis snapshot", timeout=3600,
-                      stdin=_with_secret(redis_script(partial, redis[0].address),
+                      stdin=_with_secret(redis_script(partial, replicas, masters),
                                          secrets["redis_password"]))
             for h in env.with_role("web"):
                 with Session(targets[h.name]) as web:

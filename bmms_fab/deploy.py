@@ -23,7 +23,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from . import appdeploy, database, engine, executor, lock, provision, render, rolling
+from . import appdeploy, database, engine, executor, failover, lock, provision, render, rolling
 from . import release as release_mod
 from . import secrets as secrets_mod
 from .errors import BmmsError, StepError
@@ -121,7 +121,9 @@ class Deployer:
             r.changed = provision.changes_in(out)
         self.phase("provision", all_hosts, prov)
 
-        plans = {h: render.render_host(env, env.host(h), self.secrets, active_colors=colors)
+        primary_name, fenced = failover.effective(env, failover.read_state(env))
+        plans = {h: render.render_host(env, env.host(h), self.secrets, active_colors=colors,
+                                       db_primary=primary_name, db_fenced=tuple(fenced))
                  for h in all_hosts}
 
         def configure(s: Session, r: HostResult) -> None:
@@ -130,8 +132,9 @@ class Deployer:
             r.changed = [f"wrote {p}" for p in r.changed] + [f"ran {h}" for h in r.handlers]
         self.phase("configure", all_hosts, configure)
 
-        primary = env.one("db_primary")
-        replicas = self.names("db_replica")
+        primary = env.host(primary_name)
+        replicas = [n for n in self.names("db_primary", "db_replica")
+                    if n != primary_name and n not in fenced]
 
         def db_primary(s: Session, r: HostResult) -> None:
             out = s.run(f"bash -c {_q(database.primary_script())}", "database roles",
@@ -148,7 +151,8 @@ class Deployer:
 
         def services(s: Session, r: HostResult) -> None:
             units = [u for u in provision.services_for(env.host(s.target.name))
-                     if not u.startswith("bmms-")]
+                     if not u.startswith("bmms-")
+                     and not (s.target.name in fenced and u.startswith("postgresql@"))]
             r.changed = provision.changes_in(s.run("bash -s", "services",
                                                    stdin=provision.enable_script(units).encode()))
         self.phase("services", all_hosts, services)

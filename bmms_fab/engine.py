@@ -24,7 +24,9 @@ def converge_session(session: Session, plan: HostPlan, result: HostResult, *,
     """Converge one host over an open session; fills `result`."""
     printer = printer or Printer()
     host = session.target.name
-    facts = session.agent("facts", {"paths": [f.path for f in plan.files]})
+    facts = session.agent("facts", {"paths": [f.path for f in plan.files],
+                                    "markers": {f.path: f.marker for f in plan.files
+                                                if f.create_only}})
     changes = cv.compare(plan, facts)
     if changes.pending:
         printer(host, f"handlers owed by an earlier run: {', '.join(changes.pending)}")

@@ -101,9 +101,9 @@ def promote(env: Environment, secrets: Secrets, to: str | None = None,
         with Session(targets[new]) as s:
             if _pg(s, "SELECT pg_promote(true, 60);", "promote") != "t":
                 raise StepError(new, "promote", "pg_promote() did not complete in 60 s")
-            others = [n for n in db_hosts(env) if n not in (new, old)]
+            others = [n for n in db_hosts(env) if n not in (new, old) and n not in fenced]
             s.run(f"bash -c {_q(database.primary_script())}", "slots on the new primary",
-                  stdin=database.primary_sql(secrets, others + [old]).encode())
+                  stdin=database.primary_sql(secrets, others).encode())
         promoted_at = time.monotonic()
         state.update({"db_primary": new, "fenced": sorted(set(fenced + [old]) - {new})})
         write_state(env, state)
@@ -151,8 +151,7 @@ def rejoin(env: Environment, secrets: Secrets, host: str | None = None,
         reconverge(env, secrets, targets, primary, state["fenced"], [host], printer)
         with Session(targets[host]) as s:
             s.run("bash -s", "clone from the primary", timeout=3600,
-                  stdin=database.replica_script(env.host(primary).address, host,
-                                                force=True).encode())
+                  stdin=database.replica_script(env.host(primary).address, host).encode())
         names = [h.name for h in env.with_role("pgbouncer")]
         reconverge(env, secrets, targets, primary, state["fenced"], names, printer)
     log(f"db.rejoin: {host} is a streaming replica of {primary}")

@@ -54,6 +54,7 @@ class ManagedFile:
     notify: tuple[Handler, ...] = ()
     secret: bool = False          # holds secret values: diffs show it masked
     create_only: bool = False     # the service rewrites it (sentinel.conf): write only if absent
+    marker: str = "Managed by bmms-fab"   # create_only: a file without it is replaced once
     check: str | None = None      # a command that validates the new file before it is installed
 
     @property

@@ -23,7 +23,7 @@ PACKAGES = {
     "redis_replica": ["redis-server", "prometheus-redis-exporter"],
     "sentinel": ["redis-sentinel"],
     "monitoring": ["prometheus"],
-    "backup": [f"postgresql-client-{PG_VERSION}", "redis-tools"],
+    "backup": [f"postgresql-{PG_VERSION}", f"postgresql-client-{PG_VERSION}", "redis-tools"],
 }
 
 # Units each role runs; enabled and started at deploy.
@@ -68,6 +68,21 @@ def script(env: Environment, host: Host) -> str:
     lines = [
         "set -eu",
         "export DEBIAN_FRONTEND=noninteractive",
+    ]
+    if host.has("backup") and not (host.has("db_primary") or host.has("db_replica")):
+        # the server binaries verify restores in a scratch cluster: no default cluster here
+        # (postgresql-common reads only createcluster.conf; --force-confold keeps this line)
+        f = "/etc/postgresql-common/createcluster.conf"
+        lines += [
+            f"if ! grep -qx 'create_main_cluster = false' {f} 2>/dev/null; then",
+            "  install -d /etc/postgresql-common",
+            f"  if grep -q '^#* *create_main_cluster' {f} 2>/dev/null; then",
+            f"    sed -i 's/^#* *create_main_cluster.*/create_main_cluster = false/' {f}",
+            f"  else echo 'create_main_cluster = false' >> {f}; fi",
+            "  echo 'CHANGED: no default PostgreSQL cluster on the backup host'",
+            "fi",
+        ]
+    lines += [
         f"want='{pkgs}'",
         "missing=''",
         "for p in $want; do",

@@ -55,6 +55,7 @@ class Context:
     secrets: Secrets
     active_colors: dict[str, str] = field(default_factory=dict)   # web host -> live colour
     db_primary: str | None = None      # override of the primary (after a failover)
+    db_fenced: tuple = ()              # old primaries fenced by a failover, not yet rejoined
 
     @cached_property
     def vars(self) -> dict:
@@ -77,7 +78,7 @@ class Context:
             "hosts": e.hosts, "role": e.with_role,
             "primary": self.primary,
             "replicas": [h for h in e.hosts if (h.has("db_replica") or h.has("db_primary"))
-                         and h.name != self.primary.name],
+                         and h.name != self.primary.name and h.name not in self.db_fenced],
             "pgbouncer": (e.with_role("pgbouncer") or [None])[0],
             "redis_master": (e.with_role("redis_master") or [None])[0],
             "sentinels": sentinels,
@@ -108,10 +109,10 @@ class Context:
 
 def render_host(env: Environment, host: Host, secrets: Secrets,
                 active_colors: dict[str, str] | None = None,
-                db_primary: str | None = None) -> HostPlan:
+                db_primary: str | None = None, db_fenced: tuple = ()) -> HostPlan:
     """All files `host` needs, from its roles."""
     from .roles import files_for   # roles import this module
-    ctx = Context(env, host, secrets, dict(active_colors or {}), db_primary)
+    ctx = Context(env, host, secrets, dict(active_colors or {}), db_primary, tuple(db_fenced))
     files = files_for(ctx)
     seen: dict[str, str] = {}
     for f in files:

@@ -23,6 +23,19 @@ psql -X -q -h {address} -p {PORTS['pgbouncer']} -U pgbouncer_admin -d pgbouncer 
 """
 
 
+def wait_usable_script(address: str) -> str:
+    """Until the app's role gets a query through PgBouncer (past its login-retry pause)."""
+    return f"""set -uo pipefail
+IFS= read -r PGPASSWORD; export PGPASSWORD
+for i in $(seq 120); do
+  psql -X -Atq -h {address} -p {PORTS['pgbouncer']} -U bmms -d bmms -c 'SELECT 1' >/dev/null 2>&1 && exit 0
+  sleep 0.5
+done
+echo "the database does not answer through PgBouncer on {address}" >&2
+exit 1
+"""
+
+
 def redis_restore_script(rdb: str) -> str:
     """Load an RDB into this host's Redis: started once without AOF on the snapshot, then AOF is
     switched on again (Redis rewrites it from memory) and the normal unit restored."""
@@ -86,6 +99,8 @@ def restore(env: Environment, secrets: Secrets, backup_id: str, with_redis: bool
                 with Session(targets[pb.name]) as s:
                     s.run("bash -s", "resume pgbouncer", stdin=_with_secret(
                         pgbouncer_cmd(pb.address, "RESUME bmms"), secrets["pgbouncer_admin_password"]))
+                    s.run("bash -s", "database usable", stdin=_with_secret(
+                        wait_usable_script(pb.address), secrets["db_app_password"]))
         if with_media:
             for h in env.with_role("web"):
                 with Session(targets[h.name]) as w:

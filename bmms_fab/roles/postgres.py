@@ -16,6 +16,8 @@ def files(ctx: Context) -> list[ManagedFile]:
     return [
         ctx.file(f"{PG_CONF_DIR}/conf.d/bmms.conf", "postgresql/bmms.conf.j2", context=extra,
                  owner="postgres", group="postgres", notify=(restart(UNIT),)),
+        ctx.file(f"{PG_CONF_DIR}/conf.d/replication.conf", "postgresql/replication.conf.j2",
+                 context=extra, owner="postgres", group="postgres", notify=(reload(UNIT),)),
         ctx.file(f"{PG_CONF_DIR}/pg_hba.conf", "postgresql/pg_hba.conf.j2", owner="postgres",
                  group="postgres", mode=0o640, notify=(reload(UNIT),)),
         ctx.file("/var/lib/postgresql/.pgpass", "postgresql/pgpass.j2", owner="postgres",

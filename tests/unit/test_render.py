@@ -45,15 +45,20 @@ def test_sizing_from_planner_unless_overridden(inv, fake_secrets):
     assert b"workers = 17" in prod.content and b"workers = 2\n" in lab.content
     pg = plan(inv, fake_secrets, env="prod", host="db1")
     assert b"max_connections = 100" in pg["/etc/postgresql/15/main/conf.d/bmms.conf"].content
-    redis = plan(inv, fake_secrets, env="prod", host="cache1")["/etc/redis/redis.conf"].content
+    redis = plan(inv, fake_secrets, env="prod", host="cache1")["/etc/redis/bmms.conf"].content
     assert b"maxmemory 6144mb" in redis and b"maxmemory-policy allkeys-lru" in redis
 
 
 def test_replica_streams_from_primary_with_a_slot(inv, fake_secrets):
-    conf = plan(inv, fake_secrets, host="db2")["/etc/postgresql/15/main/conf.d/bmms.conf"]
+    conf = plan(inv, fake_secrets, host="db2")["/etc/postgresql/15/main/conf.d/replication.conf"]
     assert b"host=198.18.0.21" in conf.content and b"primary_slot_name = 'replica_db2'" in conf.content
-    primary = plan(inv, fake_secrets, host="db1")["/etc/postgresql/15/main/conf.d/bmms.conf"]
-    assert b"primary_conninfo" not in primary.content
+    primary = plan(inv, fake_secrets, host="db1")["/etc/postgresql/15/main/conf.d/replication.conf"]
+    assert b"primary_conninfo =" not in primary.content
+    # after a failover to db2, with db1 fenced: db3 follows db2, and db1 is no read replica
+    after = plan(inv, fake_secrets, host="db3", db_primary="db2", db_fenced=("db1",))
+    assert b"host=198.18.0.22" in after["/etc/postgresql/15/main/conf.d/replication.conf"].content
+    ini = plan(inv, fake_secrets, host="cache1", db_primary="db2", db_fenced=("db1",))
+    assert b"bmms_ro = host=198.18.0.23 " in ini["/etc/pgbouncer/databases.ini"].content
 
 
 def test_failover_repoints_pgbouncer(inv, fake_secrets):
