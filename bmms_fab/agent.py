@@ -126,10 +126,25 @@ def _handler_cmd(h):
         return ["systemctl", "restart", unit]
     if action == "reload":
         return ["systemctl", "reload-or-restart", unit]
+    if action == "firewall":
+        # save the rules in force, arm a timer that restores them, then load the new ones;
+        # only a new SSH connection from the control machine cancels the timer
+        return ["sh", "-c", FIREWALL_APPLY]
     if action == "try-restart":   # exit 5: no such unit (its package is not installed): fine
         return ["sh", "-c", 'systemctl try-restart "$0"; rc=$?; [ $rc = 5 ] && exit 0; exit $rc',
                 unit]
     raise ValueError("unknown handler " + h)
+
+
+FIREWALL_APPLY = """set -e
+saved=/var/lib/bmms-fab/nft.rollback
+{ echo 'flush ruleset'; nft list ruleset; } > $saved
+systemctl stop bmms-fw-rollback.timer 2>/dev/null || true
+systemctl reset-failed bmms-fw-rollback.service bmms-fw-rollback.timer 2>/dev/null || true
+systemd-run --quiet --unit=bmms-fw-rollback --on-active=60 --timer-property=AccuracySec=1s \\
+    /usr/sbin/nft -f $saved
+nft -f /etc/nftables.conf || { systemctl stop bmms-fw-rollback.timer; exit 1; }
+"""
 
 
 def order_handlers(handlers):

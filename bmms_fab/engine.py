@@ -50,11 +50,26 @@ def converge_session(session: Session, plan: HostPlan, result: HostResult, *,
     result.status = "changed"
     for h in res["handlers_run"]:
         printer(host, f"ran    {h}")
+    if "firewall:nftables" in res["handlers_run"]:
+        confirm_firewall(session, printer)
     if res["error"]:
         err = res["error"]
         raise StepError(host, err["step"], err["cause"].splitlines()[0] if err["cause"] else "",
                         err.get("exit"), "\n".join(err["cause"].splitlines()[1:])[-1500:])
     return changes
+
+
+def confirm_firewall(session: Session, printer: Printer) -> None:
+    """New firewall rules stay only if a *new* SSH connection still gets in: that connection
+    cancels the timer which would restore the previous rules."""
+    try:
+        with Session(session.target) as fresh:
+            fresh.run("systemctl stop bmms-fw-rollback.timer", "confirm firewall")
+    except Exception as exc:
+        raise StepError(session.target.name, "confirm firewall",
+                        f"no new SSH connection after the firewall change ({exc}); the previous "
+                        f"rules come back within 60 s") from None
+    printer(session.target.name, "firewall confirmed over a new SSH connection")
 
 
 def converge(targets: list[Target], plans: dict[str, HostPlan], *, parallel: int = 16,

@@ -48,6 +48,7 @@ VARS = {
     "upload_max_mb": Field("int", default=100, check=s.positive),
     "rate_limit_api_per_min": Field("int", default=100, check=s.positive),
     "rate_limit_login_per_min": Field("int", default=5, check=s.positive),
+    "firewall": Field("bool", default=True, doc="nftables rules per role on every host"),
     "backup_dir": Field("str", default="/var/backups/bmms"),
     "backup_retention_days": Field("int", default=30, check=s.positive),
     "backup_min_keep": Field("int", default=7, check=s.positive),

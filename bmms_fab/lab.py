@@ -156,7 +156,9 @@ def nspawn_argv(h: LabHost) -> list[str]:
     return ["systemd-nspawn", "-D", str(h.root), "--boot", "--register=no", "--keep-unit",
             f"--machine={h.name}", f"--network-namespace-path=/run/netns/{h.netns}",
             "--console=passive", "--private-users=no", "--resolv-conf=off", "--timezone=off",
-            "--link-journal=no"]
+            "--link-journal=no",
+            # its own network namespace: it may manage its own firewall (nftables)
+            "--capability=CAP_NET_ADMIN"]
 
 
 def acng_argv(lab: Lab) -> list[str]:

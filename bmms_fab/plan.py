@@ -14,7 +14,7 @@ class Handler:
     unit: str
 
     def __post_init__(self) -> None:
-        if self.action not in ("restart", "reload", "try-restart", "daemon-reload"):
+        if self.action not in ("restart", "reload", "try-restart", "daemon-reload", "firewall"):
             raise ValueError(f"unknown handler action {self.action!r}")
 
     def __str__(self) -> str:

@@ -11,7 +11,7 @@ from .render import APP_ROOT, PG_VERSION
 from .roles.lb import SELF_SIGNED_CERT, SELF_SIGNED_KEY
 
 PACKAGES = {
-    "*": ["prometheus-node-exporter", "curl", "ca-certificates"],
+    "*": ["prometheus-node-exporter", "curl", "ca-certificates", "nftables"],
     "lb": ["nginx-light", "prometheus-nginx-exporter", "openssl"],
     "web": ["python3-venv"],
     "worker": ["python3-venv"],
@@ -28,7 +28,7 @@ PACKAGES = {
 
 # Units each role runs; enabled and started at deploy.
 SERVICES = {
-    "*": ["prometheus-node-exporter"],
+    "*": ["prometheus-node-exporter", "nftables"],
     "lb": ["nginx", "prometheus-nginx-exporter"],
     "db_primary": [f"postgresql@{PG_VERSION}-main", "prometheus-postgres-exporter"],
     "db_replica": [f"postgresql@{PG_VERSION}-main", "prometheus-postgres-exporter"],

@@ -91,23 +91,32 @@ def verify(env: Environment, secrets: Secrets, targets: dict[str, executor.Targe
                 time.sleep(0.5)
         checks.append(Check(f"row read back on replica {replica.name}", rows == "2",
                             f"{rows} row(s) with the marker (1 from the web, 1 from Celery)"))
-    master = env.one("redis_master")
+    redis_hosts = {h.address: h.name for h in env.hosts
+                   if h.has("redis_master") or h.has("redis_replica")}
+    answers = {}
     for sentinel in env.with_role("sentinel"):
         with Session(targets[sentinel.name]) as s:
             out = s.run(f"redis-cli --no-auth-warning -h {sentinel.address} -p {PORTS['sentinel']}",
                         "sentinel", stdin=(f"AUTH {secrets['sentinel_password']}\n"
                                            "SENTINEL get-master-addr-by-name bmms\n").encode(),
                         check=False)
-        addr = [l for l in out.split() if l not in ("OK",)]
-        checks.append(Check(f"Sentinel on {sentinel.name} names the cache master",
-                            addr[:1] == [master.address], " ".join(addr)))
+        answers[sentinel.name] = [l for l in out.split() if l not in ("OK",)]
+    agreed = {tuple(a[:1]) for a in answers.values()}
+    for name, addr in answers.items():
+        ok = len(agreed) == 1 and addr[:1] and addr[0] in redis_hosts
+        checks.append(Check(f"Sentinel on {name} names the cache master", bool(ok),
+                            " ".join(addr) + (f" ({redis_hosts.get(addr[0], '?')})" if addr else "")))
     for mon in env.with_role("monitoring"):
         with Session(targets[mon.name]) as s:
-            out = s.run(f"curl -s -m 10 http://localhost:{PORTS['prometheus']}/api/v1/targets",
-                        "prometheus targets", check=False)
-        active = _json(out).get("data", {}).get("activeTargets", [])
-        down = [f"{t['labels'].get('job')}@{t['labels'].get('host', t['labels'].get('instance'))}"
-                for t in active if t.get("health") != "up"]
+            for _ in range(45):      # a target just restarted is up again at its next scrape
+                out = s.run(f"curl -s -m 10 http://localhost:{PORTS['prometheus']}/api/v1/targets",
+                            "prometheus targets", check=False)
+                active = _json(out).get("data", {}).get("activeTargets", [])
+                down = [f"{t['labels'].get('job')}@{t['labels'].get('host', t['labels'].get('instance'))}"
+                        for t in active if t.get("health") != "up"]
+                if active and not down:
+                    break
+                time.sleep(1)
         jobs = sorted({t["labels"].get("job") for t in active})
         checks.append(Check(f"Prometheus on {mon.name}: every target up", bool(active) and not down,
                             f"{len(active)} targets ({', '.join(jobs)})"

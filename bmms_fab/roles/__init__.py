@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from ..plan import ManagedFile
 from ..render import Context
-from . import (app, backup, beat, common, lb, monitoring, pgbouncer, postgres, redis,
-               sentinel, web, worker)
+from . import (app, backup, beat, common, firewall, lb, monitoring, pgbouncer, postgres,
+               redis, sentinel, web, worker)
 
 # Order matters only for readability of plans: base first, then data tier, then app tier.
 ROLE_MODULES = (
@@ -24,7 +24,7 @@ ROLE_MODULES = (
 
 
 def files_for(ctx: Context) -> list[ManagedFile]:
-    files = list(common.files(ctx))
+    files = list(common.files(ctx)) + firewall.files(ctx)
     for roles, module in ROLE_MODULES:
         if any(ctx.host.has(r) for r in roles):
             files += module.files(ctx)
