@@ -398,6 +398,24 @@ def db_rejoin(c, hosts=None, host=None):
     failover.rejoin(env, secrets_mod.load(env), host)
 
 
+@task(name="units", help={"hosts": "environment in hosts.yml"})
+@reports_errors
+def audit_units(c, hosts=None):
+    """Print systemd's exposure score of every unit the tool writes, on every host."""
+    from bmms_fab import audit
+    env = load_env(hosts)
+    worst = 0
+    for host, rows in audit.scores(env).items():
+        for unit, score, level in rows:
+            print(f"{host:<10} {unit:<42} {score:>4.1f} {level}")
+            worst = max(worst, audit.LEVELS.index(level) if level in audit.LEVELS else 9)
+    if worst > audit.LEVELS.index("OK"):
+        raise SystemExit(1)
+
+
+audit_ns = Collection("audit")
+audit_ns.add_task(audit_units)
+
 backup_ns = Collection("backup")
 for t_ in (backup_run, backup_cron, backup_list):
     backup_ns.add_task(t_)
@@ -423,3 +441,4 @@ ns.add_collection(lab_ns)
 ns.add_collection(lock_ns)
 ns.add_collection(backup_ns)
 ns.add_collection(db_ns)
+ns.add_collection(audit_ns)

@@ -52,8 +52,6 @@ def rules(ctx: Context) -> list[tuple[str, list[int], list[str] | None]]:
 def files(ctx: Context) -> list[ManagedFile]:
     if not ctx.vars.get("firewall", True):
         return []
-    guarded = sorted({p for _, ports, _ in rules(ctx) for p in ports})
     return [ctx.file("/etc/nftables.conf", "nftables/nftables.conf.j2", mode=0o755,
-                     context={"rules": rules(ctx), "guarded": guarded,
-                              "control": ctx.env.control_address},
+                     context={"rules": rules(ctx), "control": ctx.env.control_address},
                      check="nft -c -f {path}", notify=(FIREWALL,))]
