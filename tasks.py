@@ -234,11 +234,7 @@ def lock_status(c, hosts=None):
     env = load_env(hosts)
     with Session(lock.lock_target(env)) as s:
         info = lock.status(s)
-    if not info:
-        print(f"{env.name}: not locked")
-        return
-    print(f"{env.name}: locked by {info.get('user')}@{info.get('host')} from {info.get('from')} "
-          f"since {info.get('since')}: {info.get('task')} of {info.get('release') or '-'}")
+    print(f"{env.name}: locked by {lock.describe(info)}" if info else f"{env.name}: not locked")
 
 
 @task(name="release", help={"hosts": "environment in hosts.yml",
@@ -247,23 +243,9 @@ def lock_status(c, hosts=None):
 def lock_release(c, hosts=None, yes=False):
     """Release a stale deploy lock (left by a run that was killed)."""
     from bmms_fab import lock
-    from bmms_fab.executor import Session
     env = load_env(hosts)
-    with Session(lock.lock_target(env)) as s:
-        info = lock.status(s)
-        if not info:
-            print(f"{env.name}: not locked")
-            return
-        if not yes and input(f"release the lock held by {info.get('user')}@{info.get('host')} "
-                             f"({info.get('task')}, since {info.get('since')})? [y/N] ").strip().lower() != "y":
-            print("kept")
-            return
-        lock.release(s)
-        lock.audit(s, env.name, {"who": "{user}@{host}".format(**lock.who()), "when": lock._now(),
-                                 "task": "lock.release", "release": info.get("release"),
-                                 "result": f"released lock of {info.get('user')}@{info.get('host')}",
-                                 "duration_s": 0})
-    print(f"{env.name}: lock released")
+    print(lock.release_stale(env, lambda what: yes or input(
+        f"release the lock held by {what}? [y/N] ").strip().lower() == "y"))
 
 
 def _lab(hosts):

@@ -57,6 +57,13 @@ def _pg(session: Session, sql: str, step: str, check: bool = True) -> str:
                        check=check).strip()
 
 
+def ensure_slots(target: executor.Target, secrets: Secrets, replica_names: list[str]) -> None:
+    """Roles, database and a replication slot per named replica, on the primary `target`."""
+    with Session(target) as s:
+        s.run(f"bash -c {_q(database.primary_script())}", "roles and slots on the primary",
+              stdin=database.primary_sql(secrets, replica_names).encode())
+
+
 def reconverge(env: Environment, secrets: Secrets, targets: dict, primary: str,
                fenced: list[str], names: list[str], printer: Printer) -> dict[str, HostResult]:
     plans = {n: render.render_host(env, env.host(n), secrets, db_primary=primary,
@@ -101,9 +108,8 @@ def promote(env: Environment, secrets: Secrets, to: str | None = None,
         with Session(targets[new]) as s:
             if _pg(s, "SELECT pg_promote(true, 60);", "promote") != "t":
                 raise StepError(new, "promote", "pg_promote() did not complete in 60 s")
-            others = [n for n in db_hosts(env) if n not in (new, old) and n not in fenced]
-            s.run(f"bash -c {_q(database.primary_script())}", "slots on the new primary",
-                  stdin=database.primary_sql(secrets, others).encode())
+        ensure_slots(targets[new], secrets,
+                     [n for n in db_hosts(env) if n not in (new, old) and n not in fenced])
         promoted_at = time.monotonic()
         state.update({"db_primary": new, "fenced": sorted(set(fenced + [old]) - {new})})
         write_state(env, state)
@@ -140,10 +146,7 @@ def rejoin(env: Environment, secrets: Secrets, host: str | None = None,
     if host == primary:
         raise FailoverError(f"{host} is the primary; it cannot rejoin as a replica")
     with lock.locked(env, "db.rejoin", None):
-        with Session(targets[primary]) as s:
-            others = [n for n in db_hosts(env) if n != primary]
-            s.run(f"bash -c {_q(database.primary_script())}", "slots",
-                  stdin=database.primary_sql(secrets, others).encode())
+        ensure_slots(targets[primary], secrets, [n for n in db_hosts(env) if n != primary])
         with Session(targets[host]) as s:
             s.run(f"systemctl unmask --quiet {UNIT}", "unmask")
         state["fenced"] = [f for f in fenced if f != host]

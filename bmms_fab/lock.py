@@ -98,6 +98,27 @@ def audit(session: Session | None, env: str, entry: dict) -> None:
                     "audit log", stdin=(line + "\n").encode())
 
 
+def describe(info: dict) -> str:
+    return (f"{info.get('user')}@{info.get('host')} from {info.get('from', '?')} since "
+            f"{info.get('since')}: {info.get('task')} of {info.get('release') or '-'}")
+
+
+def release_stale(env: Environment, confirm) -> str:
+    """Release whoever's lock after `confirm(description)` says yes; audited."""
+    with Session(lock_target(env)) as s:
+        info = status(s)
+        if not info:
+            return f"{env.name}: not locked"
+        if not confirm(describe(info)):
+            return f"{env.name}: lock kept"
+        release(s)
+        audit(s, env.name, {"who": "{user}@{host}".format(**who()), "when": _now(),
+                            "task": "lock.release", "release": info.get("release"),
+                            "result": f"released lock of {info.get('user')}@{info.get('host')}",
+                            "duration_s": 0})
+    return f"{env.name}: lock released"
+
+
 @contextlib.contextmanager
 def locked(env: Environment, task: str, release_id: str | None = None):
     """Hold the environment's lock around a task; audit its result and duration."""
