@@ -27,15 +27,22 @@ class Check:
         return f"{'ok  ' if self.ok else 'FAIL'} {self.name}" + (f": {self.detail}" if self.detail else "")
 
 
-def lb_request(lb: Session, env: Environment, method: str, path: str, body: str | None = None):
-    """An HTTPS request through the load balancer (run on the LB host, for its domain)."""
+def lb_request(lb: Session, env: Environment, method: str, path: str, body: str | None = None,
+               patience: float = 20.0):
+    """An HTTPS request through the load balancer (run on the LB host, for its domain). A 429
+    (the rate limit doing its job) is retried, with a pause, for up to `patience` seconds."""
     data = f"-X {method} -H 'Content-Type: application/json' --data-binary @-" if body else ""
-    code, out, err = lb.exec(
-        f"curl -sk -m 10 -w '\\n%{{http_code}}' --resolve {env.domain}:443:127.0.0.1 {data} "
-        f"https://{env.domain}{path}", stdin=(body or "").encode())
-    text = out.decode(errors="replace")
-    body_text, _, status = text.rpartition("\n")
-    return (int(status) if status.isdigit() else 0), body_text
+    deadline = time.monotonic() + patience
+    while True:
+        code, out, err = lb.exec(
+            f"curl -sk -m 10 -w '\\n%{{http_code}}' --resolve {env.domain}:443:127.0.0.1 {data} "
+            f"https://{env.domain}{path}", stdin=(body or "").encode())
+        text = out.decode(errors="replace")
+        body_text, _, status = text.rpartition("\n")
+        status_code = int(status) if status.isdigit() else 0
+        if status_code != 429 or time.monotonic() > deadline:
+            return status_code, body_text
+        time.sleep(1)
 
 
 def _json(text: str) -> dict:

@@ -49,7 +49,7 @@ def made(deployed, lab_env, targets, lab_secrets):
     """Rows, a Redis key and a media file, then `inv backup --verify`."""
     from bmms_fab import verify as vf
     with executor.Session(by(targets, "lb1")) as s:
-        for i in range(25):
+        for i in range(10):           # lb_request waits out the API rate limit if it bites
             status, _ = vf.lb_request(s, lab_env, "POST", "/api/notes/",
                                       json.dumps({"text": f"backup row {i}"}))
             assert status == 201
@@ -76,7 +76,7 @@ def test_verified_backup_has_a_manifest_and_row_counts(made, lab_env, targets):
                  "MANIFEST.sha256"):
         assert name in files.split()
     meta = json.loads(ssh(mon1, f"cat /var/backups/bmms/{bid}/backup.json"))
-    assert meta["status"] == "good" and meta["tables"]["public.core_note"] >= 25
+    assert meta["status"] == "good" and meta["tables"]["public.core_note"] >= 10
     assert ssh(mon1, f"stat -c %a /var/backups/bmms/{bid}").strip() == "700"
 
 
