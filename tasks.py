@@ -162,7 +162,7 @@ def demo(c, hosts="lab"):
     labctl.up(lab)
     print("demo: deploying the platform (first run installs packages through the apt proxy)...")
     report = deploy_mod.deploy(lab.env, printer=executor.Printer(quiet=True))
-    print(report.summary())
+    print(report.summary(brief=True))
     secrets = secrets_mod.load(lab.env)
     checks = verify_mod.verify(lab.env, secrets, {t.name: t for t in executor.targets(lab.env)})
     for check_ in checks:

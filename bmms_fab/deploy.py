@@ -57,10 +57,11 @@ class Report:
     def total(self) -> int:
         return sum(len(v) for v in self.changes.values())
 
-    def summary(self) -> str:
+    def summary(self, brief: bool = False) -> str:
         lines = [f"deploy of {self.release} to {self.env}: {self.total} change(s)"]
         for host, items in self.changes.items():
-            lines.append(f"  {host}: " + "; ".join(items))
+            lines.append(f"  {host}: {len(items)} change(s)" if brief else
+                         f"  {host}: " + "; ".join(items))
         lines.append("  phases: " + ", ".join(f"{p} {s:.1f}s" for p, s in self.seconds.items()))
         return "\n".join(lines)
 
