@@ -188,30 +188,11 @@ demo: done in {time.monotonic() - t0:.0f}s. Where to look:
 @reports_errors
 def rolling_restart(c, hosts=None, limit=None, dry_run=False):
     """Restart web nodes one at a time through their idle colour (zero downtime), then Celery."""
-    from bmms_fab import executor, lock, rolling
+    from bmms_fab import rolling
     env = load_env(hosts)
-    names = [h.name for h in env.with_role("web")]
-    wanted = _limit(limit)
-    if wanted:
-        unknown = set(wanted) - set(names)
-        if unknown:
-            from bmms_fab.errors import UsageError
-            raise UsageError(f"--limit: not web nodes of {env.name}: {', '.join(sorted(unknown))}")
-        names = [n for n in names if n in wanted]
-    secrets = secrets_mod.load(env)
-    targets = {t.name: t for t in executor.targets(env)}
-    printer = executor.Printer()
-
-    def go():
-        rolling.roll_web(env, secrets, targets, names, lambda s: s.current, force=True,
-                         printer=printer, dry_run=dry_run)
-        rolling.restart_celery(env, targets, printer, dry_run=dry_run, limit=wanted)
-    if dry_run:
-        go()
-        return
-    with lock.locked(env, "rolling-restart"):
-        go()
-    print(f"rolling restart of {', '.join(names)} done")
+    names = rolling.rolling_restart(env, secrets_mod.load(env), _limit(limit), dry_run)
+    if not dry_run:
+        print(f"rolling restart of {', '.join(names)} done")
 
 
 @task(help={"hosts": "environment in hosts.yml",

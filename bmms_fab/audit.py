@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from . import executor, provision, render
+from . import executor
 from .executor import HostResult, Session
 from .inventory import Environment
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
 from . import executor
-from .errors import BmmsError, StepError
+from .errors import BmmsError
 from .executor import Session
 from .inventory import Environment
 from .render import APP_ROOT, PORTS, PG_VERSION
@@ -147,10 +147,6 @@ def healthy_replica(env: Environment, targets: dict, primary: str) -> str:
     return primary
 
 
-def pipe_to(src: Session, src_cmd: str, dst: Session, dst_cmd: str, step: str) -> int:
-    return executor.pipe(src, src_cmd, dst, dst_cmd, step)
-
-
 def run(env: Environment, secrets: Secrets, targets: dict, primary: str, verify: bool,
         now: datetime | None = None) -> Result:
     t0 = time.monotonic()
@@ -178,7 +174,7 @@ def run(env: Environment, secrets: Secrets, targets: dict, primary: str, verify:
                                          secrets["redis_password"]))
             for h in env.with_role("web"):
                 with Session(targets[h.name]) as web:
-                    pipe_to(web, f"tar -C {APP_ROOT}/shared -czf - media", b,
+                    executor.pipe(web, f"tar -C {APP_ROOT}/shared -czf - media", b,
                             f"cat > {partial}/media-{h.name}.tar.gz", f"media of {h.name}")
             if verify:
                 out = b.run("bash -s", "verify restore", stdin=verify_script(partial).encode(),

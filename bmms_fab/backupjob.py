@@ -6,7 +6,6 @@ from __future__ import annotations
 import fcntl
 import os
 import shlex
-import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -69,8 +68,8 @@ def cron_line(env: Environment) -> str:
     return f"{env.vars['backup_schedule']} root {cmd}"
 
 
-def install_cron(env: Environment, line: str) -> Path:
-    path = Path(f"/etc/cron.d/bmms-fab-backup-{env.name}")
+def install_cron(env: Environment, line: str, directory: Path = Path("/etc/cron.d")) -> Path:
+    path = directory / f"bmms-fab-backup-{env.name}"
     path.write_text("# Managed by bmms-fab: nightly verified backup. Output only on failure.\n"
                     "SHELL=/bin/bash\nPATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n"
                     f"{line}\n")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import shlex
 
 from .render import PG_CONF_DIR, PG_DATA_DIR, PG_VERSION, PORTS
 from .roles.postgres import UNIT, slot_name
@@ -87,6 +88,13 @@ def primary_script() -> str:
             "out=$(runuser -u postgres -- psql -X -q -d postgres 2>&1) || "
             "{ printf '%s\\n' \"$out\" >&2; exit 1; }\n"
             "printf '%s\\n' \"$out\" | sed -n -e 's/^.*NOTICE:  //' -e '/^CHANGED/p'\n")
+
+
+def apply_primary(session, secrets: Secrets, replica_names: list[str]) -> list[str]:
+    """Roles, the database and a slot per replica on the primary; returns what changed."""
+    out = session.run(f"bash -c {shlex.quote(primary_script())}", "database roles and slots",
+                      stdin=primary_sql(secrets, replica_names).encode())
+    return [l[len("CHANGED: "):] for l in out.splitlines() if l.startswith("CHANGED: ")]
 
 
 def replica_script(primary_address: str, host_name: str) -> str:

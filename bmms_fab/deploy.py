@@ -26,10 +26,9 @@ from dataclasses import dataclass, field
 from . import appdeploy, database, engine, executor, failover, lock, provision, render, rolling
 from . import release as release_mod
 from . import secrets as secrets_mod
-from .errors import BmmsError, StepError
+from .errors import BmmsError
 from .executor import HostResult, Printer, Session
 from .inventory import Environment
-from .render import PORTS
 
 
 class DeployError(BmmsError):
@@ -138,9 +137,7 @@ class Deployer:
                     if n != primary_name and n not in fenced]
 
         def db_primary(s: Session, r: HostResult) -> None:
-            out = s.run(f"bash -c {_q(database.primary_script())}", "database roles",
-                        stdin=database.primary_sql(self.secrets, replicas).encode())
-            r.changed = provision.changes_in(out)
+            r.changed = database.apply_primary(s, self.secrets, replicas)
         self.phase("database", [primary.name], db_primary)
 
         def db_replica(s: Session, r: HostResult) -> None:
@@ -175,7 +172,7 @@ class Deployer:
         self.phase("migrate", web[:1] or app_hosts[:1], migrate)
 
         start = time.monotonic()
-        self.roll(web, release.id, states, colors)
+        self.roll(web, release.id)
         self.report.seconds["rolling"] = time.monotonic() - start
 
         def switch(s: Session, r: HostResult) -> None:
@@ -188,7 +185,7 @@ class Deployer:
 
         self.report.seconds["total"] = time.monotonic() - t0
 
-    def roll(self, web: list[str], release_id: str, states, colors) -> None:
+    def roll(self, web: list[str], release_id: str) -> None:
         try:
             done = rolling.roll_web(self.env, self.secrets, self.targets, web,
                                     lambda s: release_id, force=False, printer=self.printer)
@@ -196,11 +193,6 @@ class Deployer:
             raise DeployError("rolling", [exc]) from None
         for name, items in done.items():
             self.report.add("rolling", name, items)
-
-
-def _q(text: str) -> str:
-    import shlex
-    return shlex.quote(text)
 
 
 def deploy(env: Environment, printer: Printer | None = None, log=print) -> Report:
@@ -238,5 +230,5 @@ def rollback(env: Environment, to: str | None = None, printer: Printer | None = 
                      if u.startswith("bmms-celery")]
             r.changed = appdeploy.switch(s, target, env.app["keep_releases"], units)
         d.phase("switch", app_hosts, switch)
-        d.roll(d.names("web"), to, {}, {})
+        d.roll(d.names("web"), to)
     return d.report

@@ -8,7 +8,6 @@ does not have to be edited during an incident.
 
 from __future__ import annotations
 
-import io
 import json
 import time
 
@@ -60,8 +59,7 @@ def _pg(session: Session, sql: str, step: str, check: bool = True) -> str:
 def ensure_slots(target: executor.Target, secrets: Secrets, replica_names: list[str]) -> None:
     """Roles, database and a replication slot per named replica, on the primary `target`."""
     with Session(target) as s:
-        s.run(f"bash -c {_q(database.primary_script())}", "roles and slots on the primary",
-              stdin=database.primary_sql(secrets, replica_names).encode())
+        database.apply_primary(s, secrets, replica_names)
 
 
 def reconverge(env: Environment, secrets: Secrets, targets: dict, primary: str,
@@ -79,14 +77,14 @@ def reconverge(env: Environment, secrets: Secrets, targets: dict, primary: str,
 def promote(env: Environment, secrets: Secrets, to: str | None = None,
             printer: Printer | None = None, log=print) -> dict:
     printer = printer or Printer()
+    if to is not None and to not in db_hosts(env):      # bad input: before any connection
+        raise FailoverError(f"--to {to}: not a database host of {env.name} "
+                            f"({', '.join(db_hosts(env))})")
     targets = {t.name: t for t in executor.targets(env)}
     state = read_state(env)
     old, fenced = effective(env, state)
     candidates = [n for n in db_hosts(env) if n != old and n not in fenced]
     if to is not None:
-        if to not in db_hosts(env):
-            raise FailoverError(f"--to {to}: not a database host of {env.name} "
-                                f"({', '.join(db_hosts(env))})")
         if to == old:
             raise FailoverError(f"--to {to}: it is the primary already")
         candidates = [to]
@@ -159,8 +157,3 @@ def rejoin(env: Environment, secrets: Secrets, host: str | None = None,
         reconverge(env, secrets, targets, primary, state["fenced"], names, printer)
     log(f"db.rejoin: {host} is a streaming replica of {primary}")
     return host
-
-
-def _q(text: str) -> str:
-    import shlex
-    return shlex.quote(text)

@@ -15,6 +15,7 @@ import contextlib
 import getpass
 import json
 import os
+import shlex
 import socket
 import time
 import uuid
@@ -65,7 +66,7 @@ def acquire(session: Session, env: str, task: str, release: str | None) -> dict:
               f"  python3 -c 'import json,sys; d=json.load(sys.stdin); d[\"from\"]=sys.argv[1]; "
               f"print(json.dumps(d))' \"$from\" > {LOCK_DIR}/info.json; echo TAKEN; "
               f"else cat {LOCK_DIR}/info.json 2>/dev/null || echo '{{}}'; fi")
-    out = session.run(f"bash -c {_q(script)}", "take deploy lock", stdin=json.dumps(info).encode())
+    out = session.run(f"bash -c {shlex.quote(script)}", "take deploy lock", stdin=json.dumps(info).encode())
     if out.startswith("TAKEN"):
         return info
     try:
@@ -83,7 +84,7 @@ def status(session: Session) -> dict | None:
 def release(session: Session, token: str | None = None) -> bool:
     """Remove the lock: ours (token given), or whoever's (explicit release of a stale lock)."""
     check = (f"grep -q '\"token\": \"{token}\"' {LOCK_DIR}/info.json && " if token else "")
-    out = session.run(f"bash -c {_q(f'[ -d {LOCK_DIR} ] && {check}rm -rf {LOCK_DIR} && echo RELEASED || true')}",
+    out = session.run(f"bash -c {shlex.quote(f'[ -d {LOCK_DIR} ] && {check}rm -rf {LOCK_DIR} && echo RELEASED || true')}",
                       "release deploy lock")
     return "RELEASED" in out
 
@@ -94,7 +95,7 @@ def audit(session: Session | None, env: str, entry: dict) -> None:
     with open(LOCAL_AUDIT_DIR / f"audit-{env}.log", "a") as fh:
         fh.write(line + "\n")
     if session is not None:
-        session.run(f"bash -c {_q(f'install -d -m 750 /var/log/bmms-fab && cat >> {AUDIT_LOG}')}",
+        session.run(f"bash -c {shlex.quote(f'install -d -m 750 /var/log/bmms-fab && cat >> {AUDIT_LOG}')}",
                     "audit log", stdin=(line + "\n").encode())
 
 
@@ -142,8 +143,3 @@ def locked(env: Environment, task: str, release_id: str | None = None):
         finally:
             release(session, info["token"])
             session.close()
-
-
-def _q(text: str) -> str:
-    import shlex
-    return shlex.quote(text)

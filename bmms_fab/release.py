@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -151,11 +150,6 @@ def build(env: Environment, log=print) -> Release:
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
     return Release(rid, out, sums, app_wheel, rev)
-
-
-def wheel_project(filename: str) -> str:
-    """Normalised project name of a wheel file name."""
-    return re.sub(r"[-_.]+", "-", filename.split("-")[0]).lower()
 
 
 def _metadata(wheel: Path) -> str:

@@ -193,6 +193,33 @@ def roll_web(env: Environment, secrets: Secrets, targets: dict, names: list[str]
     return done
 
 
+def rolling_restart(env: Environment, secrets: Secrets, limit: list[str] | None = None,
+                    dry_run: bool = False, printer: Printer | None = None) -> list[str]:
+    """Every (or each named) web node through its idle colour onto the release it runs, then
+    Celery warm restarts. Takes the deploy lock unless it only prints the plan."""
+    from . import executor, lock
+    from .errors import UsageError
+    names = [h.name for h in env.with_role("web")]
+    if limit:
+        unknown = set(limit) - set(names)
+        if unknown:
+            raise UsageError(f"--limit: not web nodes of {env.name}: {', '.join(sorted(unknown))}")
+        names = [n for n in names if n in limit]
+    targets = {t.name: t for t in executor.targets(env)}
+    printer = printer or Printer()
+
+    def go() -> None:
+        roll_web(env, secrets, targets, names, lambda s: s.current, force=True,
+                 printer=printer, dry_run=dry_run)
+        restart_celery(env, targets, printer, dry_run=dry_run, limit=limit)
+    if dry_run:
+        go()
+    else:
+        with lock.locked(env, "rolling-restart"):
+            go()
+    return names
+
+
 def restart_celery(env: Environment, targets: dict, printer: Printer, dry_run: bool = False,
                    limit: list[str] | None = None) -> dict[str, list[str]]:
     """Warm restarts: SIGTERM lets running tasks finish (acks_late: none is lost), one host at

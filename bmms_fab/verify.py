@@ -5,7 +5,6 @@ stdin, never in a command line."""
 from __future__ import annotations
 
 import json
-import shlex
 import time
 import uuid
 from dataclasses import dataclass

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -60,10 +59,6 @@ _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _sequen
 def load_text(text: str) -> Any:
     """Parse YAML text into LineDict/LineList/scalars. Raises yaml.YAMLError."""
     return yaml.load(text, Loader=_Loader)  # noqa: S506 - SafeLoader subclass
-
-
-def load_file(path: Path) -> Any:
-    return load_text(Path(path).read_text())
 
 
 def line_of(container: Any, key: Any) -> int | None:

@@ -3,7 +3,6 @@ handlers survive a failed run, --diff writes nothing, strict host keys, sudo use
 
 import dataclasses
 import io
-import shutil
 
 import jinja2
 import pytest

@@ -30,3 +30,17 @@ def test_secret_goes_on_the_line_after_the_read():
     data = backup._with_secret(script, "pw-123").decode().splitlines()
     assert data[1] == "IFS= read -r PGPASSWORD; export PGPASSWORD" and data[2] == "pw-123"
     assert "pw-123" not in script
+
+
+def test_cron_file_runs_a_quiet_verified_backup(inv, tmp_path):
+    from bmms_fab import backupjob
+    env = inv.env("prod")
+    line = backupjob.cron_line(env)
+    path = backupjob.install_cron(env, line, directory=tmp_path)
+    text = path.read_text()
+    assert path.name == "bmms-fab-backup-prod" and oct(path.stat().st_mode & 0o777) == "0o644"
+    entry = [l for l in text.splitlines() if l and not l.startswith("#") and "=" not in l.split()[0]]
+    assert entry == [line]
+    fields = line.split()
+    assert fields[:5] == ["15", "2", "*", "*", "*"] and fields[5] == "root"
+    assert line.endswith("./bmms-fab backup --hosts prod --verify --quiet")

@@ -78,3 +78,27 @@ def test_the_listener_does_count(listener, tmp_path):
 def test_capacity_bad_arguments_exit_2(tmp_path):
     r = inv(["capacity", "--users", "0"], ROOT / "hosts.yml")
     assert r.returncode == 2 and "--users must be a whole number of at least 1" in r.stderr
+
+
+def test_promote_to_a_host_that_is_not_a_database_fails_before_connecting(listener, tmp_path):
+    """A bad --to changes nothing and opens no connection."""
+    import textwrap
+    port, count = listener
+    f = tmp_path / "hosts.yml"
+    f.write_text(textwrap.dedent(f"""\
+        environments:
+          t:
+            domain: t.example.org
+            ssh: {{port: {port}, known_hosts: {tmp_path / 'kh'}}}
+            app: {{path: a, settings_module: s, wsgi_app: w, celery_app: c}}
+            hosts:
+              - {{name: h1, address: 127.0.0.1, roles: [web, db_primary, pgbouncer, redis_master, sentinel]}}
+              - {{name: h2, address: 127.0.0.2, roles: [db_replica, sentinel]}}
+              - {{name: h3, address: 127.0.0.3, roles: [sentinel, lb]}}
+        """))
+    (tmp_path / "secrets").mkdir()
+    env = dict(os.environ, BMMS_INVENTORY=str(f), HOME=str(tmp_path))
+    r = subprocess.run([sys.executable, "-m", "invoke", "db.promote", "--hosts", "t", "--to", "h3"],
+                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0 and "--to h3: not a database host of t (h1, h2)" in r.stderr, r.stderr
+    assert count[0] == 0

@@ -1,7 +1,5 @@
 """One test per validation rule: each error names the YAML path and line."""
 
-import textwrap
-
 import pytest
 
 from bmms_fab import inventory
