@@ -122,10 +122,13 @@ def _handler_cmd(h):
     action, _, unit = h.partition(":")
     if action == "daemon-reload":
         return ["systemctl", "daemon-reload"]
+    # reset-failed first: a unit that crash-looped on a packaged default config (Debian starts
+    # services at install) may have hit its start limit; the new config is what fixes it
     if action == "restart":
-        return ["systemctl", "restart", unit]
+        return ["sh", "-c", 'systemctl reset-failed "$0" 2>/dev/null; systemctl restart "$0"', unit]
     if action == "reload":
-        return ["systemctl", "reload-or-restart", unit]
+        return ["sh", "-c", 'systemctl reset-failed "$0" 2>/dev/null; '
+                'systemctl reload-or-restart "$0"', unit]
     if action == "firewall":
         # save the rules in force, arm a timer that restores them, then load the new ones;
         # only a new SSH connection from the control machine cancels the timer

@@ -232,3 +232,33 @@ def test_non_root_user_with_sudo(first_run, lab, targets, plans):
     results, _ = converge([t], {"db2": plan})
     assert results["db2"].changed == ["/etc/bmms-labtest/by-sudo.conf"]
     assert ssh(db2, "stat -c '%U %a' /etc/bmms-labtest/by-sudo.conf").strip() == "root 600"
+
+
+CRASHY = """\
+[Unit]
+Description=bmms-fab engine test: crash-loops until its config exists
+[Service]
+ExecStart=/bin/sh -c 'test -f /etc/bmms-labtest/crashy.conf || exit 1; exec sleep infinity'
+Restart=always
+RestartSec=100ms
+"""
+
+
+def test_restart_handler_recovers_a_unit_that_hit_its_start_limit(first_run, targets):
+    """Like a Debian package's service crash-looping on its default config at install: the
+    converge that brings the right config must still be able to restart it."""
+    db2 = by_name(targets, "db2")
+    ssh(db2, f"cat > /etc/systemd/system/bmms-crashy.service <<'X'\n{CRASHY}X\n"
+             "systemctl daemon-reload; systemctl start bmms-crashy || true; sleep 3")
+    state = ssh(db2, "systemctl show -p ActiveState -p NRestarts bmms-crashy")
+    assert "ActiveState=failed" in state and int(state.split("NRestarts=")[1].split()[0]) >= 4
+    # a plain `systemctl restart` is refused now (start limit); the handler must still work
+    plan = HostPlan("db2", (ManagedFile("/etc/bmms-labtest/crashy.conf", b"ok\n",
+                                        notify=(restart("bmms-crashy"),)),))
+    try:
+        results, _ = converge([db2], {"db2": plan})
+        assert results["db2"].error is None, results["db2"].error
+        assert ssh(db2, "systemctl is-active bmms-crashy").strip() == "active"
+    finally:
+        ssh(db2, "systemctl stop bmms-crashy; rm -f /etc/systemd/system/bmms-crashy.service "
+                 "/etc/bmms-labtest/crashy.conf; systemctl daemon-reload; systemctl reset-failed")
